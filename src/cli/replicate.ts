@@ -1,0 +1,67 @@
+// `mmm replicate` and `mmm unreplicate`: add, change or remove one link, which the destination
+// server stores. Everything is checked before connecting, so bad input writes nothing.
+
+import type { Command } from 'commander';
+import { parseOps, ReplicationConfigStore } from '../config/store.ts';
+import { UsageError } from '../errors.ts';
+import { parseServerNamespace } from '../namespace.ts';
+import type { ServerSpec } from '../topology.ts';
+import type { CliContext } from './context.ts';
+
+interface LinkOptions {
+  src: string;
+  dst: string;
+}
+
+export function registerReplicate(program: Command, context: CliContext): void {
+  program
+    .command('replicate')
+    .description('replicate a collection from one server into another; for an existing link, change its ops')
+    .requiredOption('-s, --src <server/db.coll>', 'the collection changes come from')
+    .requiredOption('-d, --dst <server/db.coll>', 'the collection they are applied to')
+    .option('-o, --ops <ops>', 'the operations to replicate: one or more of i (insert), u (update), d (delete)', 'iud')
+    .action(async (options: LinkOptions & { ops: string }) => {
+      const link = resolveLink(context, options);
+      const ops = parseOps(options.ops);
+      const result = await context.withClients([link.destination], ([client]) =>
+        new ReplicationConfigStore(client!).addLink(link.source.id, { src: link.src, dst: link.dst, ops }),
+      );
+      context.logger().debug({ src: options.src, dst: options.dst, ops }, `link ${result}`);
+    });
+}
+
+export function registerUnreplicate(program: Command, context: CliContext): void {
+  program
+    .command('unreplicate')
+    .description('stop replicating a collection from one server into another')
+    .requiredOption('-s, --src <server/db.coll>', 'the collection changes came from')
+    .requiredOption('-d, --dst <server/db.coll>', 'the collection they were applied to')
+    .action(async (options: LinkOptions) => {
+      const link = resolveLink(context, options);
+      const removed = await context.withClients([link.destination], ([client]) =>
+        new ReplicationConfigStore(client!).removeLink(link.source.id, link.src, link.dst),
+      );
+      if (!removed) throw new UsageError(`there is no link from ${options.src} to ${options.dst}`);
+    });
+}
+
+interface ResolvedLink {
+  source: ServerSpec;
+  destination: ServerSpec;
+  /** Namespaces, `db.coll`. */
+  src: string;
+  dst: string;
+}
+
+/** The link --src and --dst describe, checked against the topology. Throws UsageError or ConfigError. */
+function resolveLink(context: CliContext, options: LinkOptions): ResolvedLink {
+  context.topology(); // a broken topology file is reported first, whatever else is wrong
+  const src = parseServerNamespace(options.src, '--src');
+  const dst = parseServerNamespace(options.dst, '--dst');
+  const source = context.server(src.server, '--src');
+  const destination = context.server(dst.server, '--dst');
+  if (source === destination && src.ns === dst.ns) {
+    throw new UsageError(`--src and --dst are the same collection (${options.src}): a link needs two`);
+  }
+  return { source, destination, src: src.ns, dst: dst.ns };
+}

@@ -1,0 +1,168 @@
+// The replication config a destination server keeps about itself, in `local.mmm` as the
+// original did: one document per source server,
+//
+//   {_id: <source UUID, BSON binary subtype 4>, checkpoint: <Timestamp, once run has set it>,
+//    replication: [{dst: 'db.coll', src: 'db.coll', ops: 'iud', created: Date}, ...]}
+//
+// Every change is one single-document update, which MongoDB applies atomically, so no reader
+// ever sees half a change. `local` is not replicated, so the server refuses retryable writes
+// there (they carry a txnNumber); the driver adds one only to single-document writes, hence
+// updateMany and deleteMany on an `_id` filter, which touch at most one document just the same.
+
+import { Binary, MongoServerError, Timestamp, UUID, type Collection, type MongoClient } from 'mongodb';
+import { StoredConfigError, UsageError } from '../errors.ts';
+import { parseNamespace } from '../namespace.ts';
+
+/** One replicated collection: changes to `src` on the source server are applied to `dst` here. */
+export interface Link {
+  /** Namespace on the source server. */
+  src: string;
+  /** Namespace on this (the destination) server. */
+  dst: string;
+  /** Which operations to replicate: a non-empty subset of `iud` (insert, update, delete), in that order. */
+  ops: string;
+  created: Date;
+}
+
+/** What this server replicates from one source server. */
+export interface SourceConfig {
+  /** The source server's UUID, lower case with dashes. */
+  sourceId: string;
+  /** Where replication from this source stopped; absent until a run sets it. */
+  checkpoint?: Timestamp;
+  /** In the order they were first added. */
+  links: Link[];
+}
+
+export interface ConfigStoreOptions {
+  database?: string;
+  collection?: string;
+}
+
+export const CONFIG_STORE_DEFAULTS = {
+  database: 'local',
+  collection: 'mmm',
+} as const satisfies Required<ConfigStoreOptions>;
+
+const OPS = 'iud';
+/** Duplicate key: another writer inserted the same source document first. */
+const DUPLICATE_KEY = 11000;
+
+interface SourceDocument {
+  _id: Binary;
+  checkpoint?: Timestamp;
+  replication: Link[];
+}
+
+/** `ops` in canonical order (`ui` -> `iu`); UsageError unless a non-empty subset of `iud`. */
+export function parseOps(ops: string): string {
+  const unknown = [...ops].filter((c) => !OPS.includes(c));
+  if (ops === '' || unknown.length > 0) {
+    throw new UsageError(`ops ${JSON.stringify(ops)}: expected one or more of i (insert), u (update), d (delete)`);
+  }
+  return [...OPS].filter((c) => ops.includes(c)).join('');
+}
+
+export class ReplicationConfigStore {
+  private readonly collection: Collection<SourceDocument>;
+  /** `local.mmm` unless told otherwise: for error messages. */
+  private readonly namespace: string;
+
+  constructor(client: MongoClient, options: ConfigStoreOptions = {}) {
+    const { database, collection } = { ...CONFIG_STORE_DEFAULTS, ...options };
+    this.collection = client.db(database).collection<SourceDocument>(collection);
+    this.namespace = `${database}.${collection}`;
+  }
+
+  /** Every source this server replicates from, in the order the server returns them. */
+  async sources(): Promise<SourceConfig[]> {
+    const documents = await this.collection.find({}).toArray();
+    return documents.map((doc) => toSourceConfig(doc, this.namespace));
+  }
+
+  /**
+   * Adds the link src -> dst from `sourceId`, or, if it exists, sets its ops in place (keeping
+   * its position and `created`). Throws UsageError for a bad namespace or ops.
+   */
+  async addLink(sourceId: string, link: { src: string; dst: string; ops: string }): Promise<'added' | 'updated'> {
+    const _id = toBinary(sourceId);
+    const src = parseNamespace(link.src, 'src').ns;
+    const dst = parseNamespace(link.dst, 'dst').ns;
+    const ops = parseOps(link.ops);
+    const existing = { replication: { $elemMatch: { src, dst } } };
+    // A concurrent writer may add the same link or source between our two updates; each retry
+    // follows another writer's success, so this ends.
+    for (;;) {
+      const updated = await this.collection.updateMany({ _id, ...existing }, { $set: { 'replication.$.ops': ops } });
+      if (updated.matchedCount > 0) return 'updated';
+      try {
+        await this.collection.updateMany(
+          { _id, replication: { $not: existing.replication } },
+          { $push: { replication: { dst, src, ops, created: new Date() } } },
+          { upsert: true },
+        );
+        return 'added';
+      } catch (err) {
+        if (!(err instanceof MongoServerError && err.code === DUPLICATE_KEY)) throw err;
+      }
+    }
+  }
+
+  /** Removes the link; the source's document goes with its last link. False if there was none. */
+  async removeLink(sourceId: string, src: string, dst: string): Promise<boolean> {
+    const _id = toBinary(sourceId);
+    const pulled = await this.collection.updateMany({ _id }, { $pull: { replication: { src, dst } } });
+    if (pulled.modifiedCount === 0) return false;
+    // Only if still empty: a link added meanwhile keeps the document.
+    await this.collection.deleteMany({ _id, replication: { $size: 0 } });
+    return true;
+  }
+
+  /** Removes every link and checkpoint this server holds. */
+  async clear(): Promise<void> {
+    await this.collection.deleteMany({});
+  }
+
+  async checkpoint(sourceId: string): Promise<Timestamp | undefined> {
+    const doc = await this.collection.findOne({ _id: toBinary(sourceId) });
+    return doc ? toSourceConfig(doc, this.namespace).checkpoint : undefined;
+  }
+
+  /** Records where replication from `sourceId` stopped; does nothing once its last link is gone. */
+  async saveCheckpoint(sourceId: string, ts: Timestamp): Promise<void> {
+    await this.collection.updateMany({ _id: toBinary(sourceId) }, { $set: { checkpoint: ts } });
+  }
+}
+
+function toBinary(sourceId: string): Binary {
+  if (!UUID.isValid(sourceId)) throw new UsageError(`source id ${JSON.stringify(sourceId)} is not a UUID`);
+  return new UUID(sourceId);
+}
+
+/** Checks a stored document, so that a hand-edited one fails with a clear message, not later. */
+function toSourceConfig(doc: SourceDocument, namespace: string): SourceConfig {
+  const { _id, checkpoint, replication } = doc as Partial<Record<keyof SourceDocument, unknown>>;
+  const fail = (problem: string) =>
+    new StoredConfigError(`${namespace} holds a document mmm cannot read (${JSON.stringify(doc)}): ${problem}`);
+  if (!(_id instanceof Binary && _id.sub_type === Binary.SUBTYPE_UUID && _id.length() === 16)) {
+    throw fail('_id is not a UUID (BSON binary subtype 4)');
+  }
+  if (checkpoint !== undefined && !(checkpoint instanceof Timestamp)) throw fail('checkpoint is not a Timestamp');
+  if (!Array.isArray(replication) || !replication.every(isLink)) {
+    throw fail('replication is not a list of {dst, src, ops, created}');
+  }
+  const links = replication.map(({ src, dst, ops, created }) => ({ src, dst, ops, created }));
+  return { sourceId: _id.toUUID().toHexString(), ...(checkpoint && { checkpoint }), links };
+}
+
+function isLink(value: unknown): value is Link {
+  const link = value as Partial<Record<keyof Link, unknown>> | null;
+  return (
+    typeof link === 'object' &&
+    link !== null &&
+    typeof link.src === 'string' &&
+    typeof link.dst === 'string' &&
+    typeof link.ops === 'string' &&
+    link.created instanceof Date
+  );
+}
