@@ -1,0 +1,368 @@
+// Translating: the `o` of an oplog update entry in, one update for the destination out, tagged.
+//
+// `o` comes in three forms (OPLOG.md, "Updates"), told apart by their structure only,
+// never by "a key starts with `$`" (since 5.0 a document may hold `$`-prefixed field names):
+//   - replacement: the whole new document, so it always has `_id` (replayed with replaceOne, or
+//     with a pipeline's `$replaceWith` if it has a top-level `$` field, which replaceOne refuses);
+//   - `$v: 2` (5.0+): `{$v: 2, diff}`, the diff format of the server's
+//     src/mongo/db/update/document_diff_serialization.{h,cpp};
+//   - `$v: 1` (4.x): `{$v: 1, $set?, $unset?}`, which secondaries apply as a classic update.
+//
+// A `$v: 2` diff is replayed with the rules of the server's applier,
+// src/mongo/db/update/document_diff_applier.cpp, as one update computed on the destination:
+//   object level: `d` removes the field; `u` replaces it in place, or appends it if absent;
+//     `i` removes it wherever it is and appends it, after the absent `u` fields, in listed order;
+//     `s<name>` applies a sub-diff to the field if it has the matching type, sets it to null on
+//     a type mismatch, and does nothing if the field is absent;
+//   array level: `l` truncates or pads with nulls to that length; `u<k>` sets element k and
+//     `s<k>` applies a sub-diff to it (null on a type mismatch or past the old end); indices
+//     past the old end with no entry become null.
+//
+// Two ways to write it, chosen per entry:
+//   - a classic modifier (`$set`/`$unset` with dotted paths), only when that provably yields
+//     the same document. So: no `i` anywhere, because the server's diff calculator also logs
+//     as `i` an existing field that a pipeline moved to the end (a `$set` would leave it in
+//     place); no `l`, which no classic operator can do; and only field names a dotted path can
+//     reach (not empty, no `.`, no leading `$`);
+//   - otherwise an aggregation-pipeline update: one `$replaceWith` whose expression rebuilds each
+//     changed object with `$objectToArray` / `$arrayToObject` and each changed array with
+//     `$concatArrays`. Every value from the oplog is wrapped in `$literal`, so a string starting
+//     with `$` or an object with `$` keys is taken as data. The nesting of the expression grows
+//     with the depth of the diff (7 levels per level), not with its number of changes; the server
+//     refuses a command nested deeper than about 200 levels.
+// Both give the source's document when the destination's equals the source's pre-image. On a
+// diverged document (concurrent writes), the pipeline still follows the applier's rules above,
+// while the modifier follows `$set`'s (it creates a missing parent, refuses a scalar one).
+//
+// The tag: every write carries `__mmm: tag`. A top-level `__mmm` change from the source is
+// dropped, and the tag is set in place if the destination has `__mmm`, else appended last.
+
+import type { Document } from 'mongodb';
+import { UnsupportedOplogEntryError } from '../errors.ts';
+import { TAG_FIELD } from '../replicate/tag.ts';
+
+export type UpdateSpec =
+  | { kind: 'replacement'; document: Document } // for collection.replaceOne({_id}, document)
+  | { kind: 'modifier'; update: Document } // classic {$set, $unset} for updateOne
+  | { kind: 'pipeline'; pipeline: Document[] }; // aggregation-pipeline update for updateOne
+
+/** Turns the `o` of an oplog update entry into one update for the destination, tagged. */
+export function translateUpdate(o: Document, tag: string): UpdateSpec {
+  if (Object.hasOwn(o, '_id')) {
+    const { [TAG_FIELD]: _sourceTag, ...rest } = o;
+    const document = { ...rest, [TAG_FIELD]: tag };
+    // A replacement may not hold a top-level `$` field (server error 52, DollarPrefixedFieldName;
+    // the driver even takes a leading one for an operator), but a pipeline's output may.
+    return Object.keys(document).some((name) => name.startsWith('$'))
+      ? { kind: 'pipeline', pipeline: [{ $replaceWith: { $literal: document } }] }
+      : { kind: 'replacement', document };
+  }
+  const version = Number(o.$v);
+  if (version === 2) {
+    expectOnlyKeys(o, ['$v', 'diff'], '$v: 2 update');
+    const diff = withoutTopLevelTag(parseDocumentDiff(o.diff, 'diff'));
+    const modifier = classicModifier(diff);
+    if (modifier) {
+      modifier.$set[TAG_FIELD] = tag;
+      return { kind: 'modifier', update: withoutEmpty(modifier) };
+    }
+    const rebuilt = documentExpression('$$ROOT', diff, new VariableNames());
+    return {
+      kind: 'pipeline',
+      pipeline: [{ $replaceWith: { $setField: { field: TAG_FIELD, input: rebuilt, value: { $literal: tag } } } }],
+    };
+  }
+  if (version === 1) {
+    expectOnlyKeys(o, ['$v', '$set', '$unset'], '$v: 1 update');
+    // Applied as secondaries of 4.x apply it: a classic update with these resulting values.
+    const $set = Object.fromEntries(entriesOf(o.$set ?? {}, '$set').filter(([path]) => !touchesTag(path)));
+    const $unset = Object.fromEntries(entriesOf(o.$unset ?? {}, '$unset').filter(([path]) => !touchesTag(path)));
+    return { kind: 'modifier', update: withoutEmpty({ $set: { ...$set, [TAG_FIELD]: tag }, $unset }) };
+  }
+  throw new UnsupportedOplogEntryError(
+    o.$v === undefined
+      ? `update entry is neither a replacement (no _id) nor a $v diff: keys ${JSON.stringify(Object.keys(o))}`
+      : `update entry has unknown format $v: ${String(o.$v)}`,
+  );
+}
+
+// ---- The diff, parsed and checked as the server's DocumentDiffReader / ArrayDiffReader do.
+
+interface DocumentDiff {
+  kind: 'document';
+  deletes: string[];
+  updates: Array<[string, unknown]>;
+  inserts: Array<[string, unknown]>;
+  subDiffs: Array<[string, Diff]>;
+}
+
+interface ArrayDiff {
+  kind: 'array';
+  /** New length (`l`), if the array is resized. */
+  length: number | undefined;
+  /** `u<k>` and `s<k>` entries, by strictly ascending index. */
+  entries: Array<{ index: number; update: unknown } | { index: number; subDiff: Diff }>;
+}
+
+type Diff = DocumentDiff | ArrayDiff;
+
+/** Section letters of a document diff, in the only order the server accepts (`b` before `s`). */
+const SECTION_ORDER = ['d', 'u', 'i', 'b', 's'];
+
+function parseDiff(raw: unknown, where: string): Diff {
+  const diff = asObject(raw, where);
+  // document_diff_serialization.cpp, identifyType: an array diff starts with `a`.
+  return Object.keys(diff)[0] === 'a' ? parseArrayDiff(diff, where) : parseDocumentDiff(diff, where);
+}
+
+function parseDocumentDiff(raw: unknown, where: string): DocumentDiff {
+  const diff = asObject(raw, where);
+  const keys = Object.keys(diff);
+  if (keys.length === 0) throw malformed(where, 'the diff is empty');
+  const out: DocumentDiff = { kind: 'document', deletes: [], updates: [], inserts: [], subDiffs: [] };
+  const seen = new Set<string>();
+  const claim = (name: string) => {
+    // document_diff_applier.cpp, safeInsert: a field may appear in one section only.
+    if (seen.has(name)) throw malformed(where, `field ${JSON.stringify(name)} appears in two sections`);
+    seen.add(name);
+  };
+  let last = -1;
+  for (const key of keys) {
+    const section = key.length === 1 || key.startsWith('s') ? key[0]! : key;
+    const order = SECTION_ORDER.indexOf(section);
+    if (order < 0 || (order <= last && section !== 's')) throw malformed(where, `unexpected section ${JSON.stringify(key)}`);
+    last = order;
+    const value = diff[key];
+    switch (section) {
+      case 'd':
+        for (const [name] of entriesOf(value, `${where}.d`)) {
+          claim(name);
+          out.deletes.push(name);
+        }
+        break;
+      case 'u':
+      case 'i':
+        for (const entry of entriesOf(value, `${where}.${section}`)) {
+          claim(entry[0]);
+          (section === 'u' ? out.updates : out.inserts).push(entry);
+        }
+        break;
+      case 'b':
+        // Newer servers' diff readers know a `b` (binary) section, but no applier we could read
+        // (document_diff_applier.cpp) applies one: rather than guess its meaning, stop.
+        throw new UnsupportedOplogEntryError(`${where}: binary diff section 'b' is not supported`);
+      case 's':
+        claim(key.slice(1));
+        out.subDiffs.push([key.slice(1), parseDiff(value, `${where}.${key}`)]);
+        break;
+    }
+  }
+  return out;
+}
+
+function parseArrayDiff(diff: Document, where: string): ArrayDiff {
+  if (diff.a !== true) throw malformed(where, 'array diff header `a` must be true');
+  const out: ArrayDiff = { kind: 'array', length: undefined, entries: [] };
+  const keys = Object.keys(diff).slice(1);
+  if (keys[0] === 'l') {
+    const length = Number(diff.l);
+    if (!Number.isInteger(length) || length < 0) throw malformed(where, `bad array length l: ${String(diff.l)}`);
+    out.length = length;
+    keys.shift();
+  }
+  for (const key of keys) {
+    const match = /^([us])(0|[1-9][0-9]*)$/.exec(key);
+    if (!match) throw malformed(where, `unexpected array diff entry ${JSON.stringify(key)}`);
+    const index = Number(match[2]);
+    // The applier walks the array once: indices must ascend, and stay below a new length (its
+    // invariant; on 6.0.5 such an entry crashes the server that applies it).
+    const previous = out.entries.at(-1)?.index ?? -1;
+    if (index <= previous) throw malformed(where, `array diff index ${index} is not ascending`);
+    if (out.length !== undefined && index >= out.length) throw malformed(where, `index ${index} is past new length ${out.length}`);
+    out.entries.push(
+      match[1] === 'u' ? { index, update: diff[key] } : { index, subDiff: parseDiff(diff[key], `${where}.${key}`) },
+    );
+  }
+  return out;
+}
+
+/** The top-level diff without any change to the tag field: the destination gets its own tag. */
+function withoutTopLevelTag(diff: DocumentDiff): DocumentDiff {
+  const keep = ([name]: [string, unknown]) => name !== TAG_FIELD;
+  return {
+    kind: 'document',
+    deletes: diff.deletes.filter((name) => name !== TAG_FIELD),
+    updates: diff.updates.filter(keep),
+    inserts: diff.inserts.filter(keep),
+    subDiffs: diff.subDiffs.filter(keep),
+  };
+}
+
+// ---- Classic modifier: only where it is provably the same document (see the header).
+
+interface ClassicModifier {
+  $set: Document;
+  $unset: Document;
+}
+
+/** The diff as `$set`/`$unset` on dotted paths, or undefined if that could differ. */
+function classicModifier(diff: DocumentDiff): ClassicModifier | undefined {
+  const modifier: ClassicModifier = { $set: {}, $unset: {} };
+  // Object.defineProperty, not `obj[path] =`, so a field named `__proto__` stays a field.
+  const put = (target: Document, path: string, value: unknown) =>
+    Object.defineProperty(target, path, { value, enumerable: true, writable: true, configurable: true });
+  const walk = (d: Diff, prefix: string): boolean => {
+    if (d.kind === 'array') {
+      if (d.length !== undefined) return false;
+      for (const entry of d.entries) {
+        if ('update' in entry) put(modifier.$set, `${prefix}${entry.index}`, entry.update);
+        else if (!walk(entry.subDiff, `${prefix}${entry.index}.`)) return false;
+      }
+      return true;
+    }
+    if (d.inserts.length > 0) return false;
+    const names = [...d.deletes, ...d.updates.map(([n]) => n), ...d.subDiffs.map(([n]) => n)];
+    if (!names.every(isPathSafe)) return false;
+    for (const name of d.deletes) put(modifier.$unset, prefix + name, '');
+    for (const [name, value] of d.updates) put(modifier.$set, prefix + name, value);
+    return d.subDiffs.every(([name, sub]) => walk(sub, `${prefix}${name}.`));
+  };
+  return walk(diff, '') ? modifier : undefined;
+}
+
+/** A field name a dotted path reaches as itself. */
+function isPathSafe(name: string): boolean {
+  return name !== '' && !name.includes('.') && !name.startsWith('$');
+}
+
+// ---- Pipeline: one expression that rebuilds the changed parts of the document.
+
+/** Fresh `$let` variable names (they must start with a lowercase letter). */
+class VariableNames {
+  private next = 0;
+  fresh(prefix: string): string {
+    return `${prefix}${this.next++}`;
+  }
+}
+
+const literal = (value: unknown) => ({ $literal: value });
+const pairs = (entries: Array<[string, unknown]>) => literal(entries.map(([k, v]) => ({ k, v })));
+
+/**
+ * An expression for the object `input` (a variable or `$$ROOT`) with `diff` applied: its
+ * fields as `{k, v}` pairs, deleted and inserted ones filtered out, updated and sub-diffed ones
+ * replaced in place, then the absent updated ones and the inserted ones appended.
+ */
+function documentExpression(input: string, diff: DocumentDiff, names: VariableNames): unknown {
+  const subValues = diff.subDiffs.map(([name, sub]) => ({
+    name,
+    variable: names.fresh('s'),
+    value: subDiffExpression({ $getField: { field: literal(name), input } }, sub, names),
+  }));
+  const pair = names.fresh('p');
+  const removed = [...diff.deletes, ...diff.inserts.map(([name]) => name)];
+  let fields: unknown = { $objectToArray: input };
+  if (removed.length > 0) {
+    fields = { $filter: { input: fields, as: pair, cond: { $not: [{ $in: [`$$${pair}.k`, literal(removed)] }] } } };
+  }
+  const branches = [
+    ...diff.updates.map(([name, value]) => ({ name, value: literal(value) })),
+    ...subValues.map(({ name, variable }) => ({ name, value: `$$${variable}` })),
+  ].map(({ name, value }) => ({ case: { $eq: [`$$${pair}.k`, literal(name)] }, then: { k: literal(name), v: value } }));
+  if (branches.length > 0) {
+    fields = { $map: { input: fields, as: pair, in: { $switch: { branches, default: `$$${pair}` } } } };
+  }
+  const parts = [fields];
+  if (diff.updates.length > 0) {
+    const candidate = names.fresh('q');
+    const present = { $map: { input: { $objectToArray: input }, as: candidate, in: `$$${candidate}.k` } };
+    parts.push({ $filter: { input: pairs(diff.updates), as: candidate, cond: { $not: [{ $in: [`$$${candidate}.k`, present] }] } } });
+  }
+  if (diff.inserts.length > 0) parts.push(pairs(diff.inserts));
+  const body = { $arrayToObject: parts.length === 1 ? fields : { $concatArrays: parts } };
+  if (subValues.length === 0) return body;
+  return { $let: { vars: Object.fromEntries(subValues.map((s) => [s.variable, s.value])), in: body } };
+}
+
+/**
+ * The value of a field or element that a sub-diff changes: the sub-diff applied if the value
+ * has the type the sub-diff expects, else null (the applier's rule for a type mismatch, and for
+ * an array element past the old end; `$type` of a missing value is "missing").
+ */
+function subDiffExpression(value: unknown, sub: Diff, names: VariableNames): unknown {
+  const variable = names.fresh('v');
+  const ref = `$$${variable}`;
+  const expected = sub.kind === 'document' ? { $eq: [{ $type: ref }, 'object'] } : { $isArray: [ref] };
+  const applied = sub.kind === 'document' ? documentExpression(ref, sub, names) : arrayExpression(ref, sub, names);
+  return { $let: { vars: { [variable]: value }, in: { $cond: [expected, applied, null] } } };
+}
+
+/**
+ * An expression for the array `input` (a variable) with `diff` applied, as the concatenation of
+ * runs of old elements (null past the old end) and the changed elements, up to the new length:
+ * `l` if given, else the old length or one past the last entry, whichever is larger.
+ */
+function arrayExpression(input: string, diff: ArrayDiff, names: VariableNames): unknown {
+  const size = names.fresh('n');
+  const index = names.fresh('i');
+  const oldElements = (from: number, to: number | string) => ({
+    $map: {
+      input: { $range: [from, to] },
+      as: index,
+      in: { $cond: [{ $lt: [`$$${index}`, `$$${size}`] }, { $arrayElemAt: [input, `$$${index}`] }, null] },
+    },
+  });
+  const vars: Document = { [size]: { $size: input } };
+  const segments: unknown[] = [];
+  let changed: unknown[] = [];
+  let next = 0;
+  for (const entry of diff.entries) {
+    if (entry.index > next) {
+      if (changed.length > 0) segments.push(changed);
+      changed = [];
+      segments.push(oldElements(next, entry.index));
+    }
+    if ('update' in entry) {
+      changed.push(literal(entry.update));
+    } else {
+      const variable = names.fresh('e');
+      vars[variable] = subDiffExpression({ $arrayElemAt: [input, entry.index] }, entry.subDiff, names);
+      changed.push(`$$${variable}`);
+    }
+    next = entry.index + 1;
+  }
+  if (changed.length > 0) segments.push(changed);
+  segments.push(oldElements(next, diff.length ?? `$$${size}`));
+  return { $let: { vars, in: { $concatArrays: segments } } };
+}
+
+// ---- Helpers.
+
+function asObject(value: unknown, where: string): Document {
+  const proto = typeof value === 'object' && value !== null ? Object.getPrototypeOf(value) : undefined;
+  if (proto !== Object.prototype && proto !== null) throw malformed(where, 'expected an object');
+  return value as Document;
+}
+
+function entriesOf(value: unknown, where: string): Array<[string, unknown]> {
+  return Object.entries(asObject(value, where));
+}
+
+function expectOnlyKeys(o: Document, allowed: string[], what: string): void {
+  const extra = Object.keys(o).filter((k) => !allowed.includes(k));
+  if (extra.length > 0) throw new UnsupportedOplogEntryError(`${what} has unexpected keys ${JSON.stringify(extra)}`);
+}
+
+/** A `$v: 1` path that changes the tag field or something inside it. */
+function touchesTag(path: string): boolean {
+  return path === TAG_FIELD || path.startsWith(`${TAG_FIELD}.`);
+}
+
+/** Drops empty operators: the tag is always in `$set`, `$unset` may have nothing left. */
+function withoutEmpty(modifier: Document): Document {
+  return Object.fromEntries(Object.entries(modifier).filter(([, fields]) => Object.keys(fields as Document).length > 0));
+}
+
+function malformed(where: string, problem: string): UnsupportedOplogEntryError {
+  return new UnsupportedOplogEntryError(`malformed update entry, at ${where}: ${problem}`);
+}
