@@ -11,6 +11,7 @@ import { registerClearConfig } from './clear-config.ts';
 import { CliContext, type CliIO } from './context.ts';
 import { registerDumpConfig } from './dump-config.ts';
 import { registerReplicate, registerUnreplicate } from './replicate.ts';
+import { registerRun } from './run.ts';
 
 /** Adds one command (or a few) to the program. */
 export type RegisterCommand = (program: Command, context: CliContext) => void;
@@ -21,6 +22,7 @@ const COMMANDS: readonly RegisterCommand[] = [
   registerClearConfig,
   registerReplicate,
   registerUnreplicate,
+  registerRun,
 ];
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];

@@ -1,0 +1,44 @@
+// Which failures are worth retrying: the server went away, stepped down or is shutting down, the
+// network broke, or a cursor was lost. Asked of the error's class, labels and code, never its text.
+
+import {
+  MongoError,
+  MongoNetworkError,
+  MongoServerError,
+  MongoServerSelectionError,
+  MongoWriteConcernError,
+} from 'mongodb';
+
+/** Server error codes that say "try again later", not "this can never work". */
+const TRANSIENT_CODES = new Set([
+  6, // HostUnreachable
+  7, // HostNotFound
+  43, // CursorNotFound: the tailing cursor was reaped; reopen it from the checkpoint
+  64, // WriteConcernFailed (wtimeout)
+  89, // NetworkTimeout
+  91, // ShutdownInProgress
+  134, // ReadConcernMajorityNotAvailableYet
+  175, // QueryPlanKilled
+  189, // PrimarySteppedDown
+  237, // CursorKilled
+  262, // ExceededTimeLimit
+  9001, // SocketException
+  10107, // NotWritablePrimary
+  11600, // InterruptedAtShutdown
+  11602, // InterruptedDueToReplStateChange
+  13435, // NotPrimaryNoSecondaryOk
+  13436, // NotPrimaryOrSecondary
+]);
+
+export function isTransient(err: unknown): boolean {
+  if (err instanceof MongoNetworkError || err instanceof MongoServerSelectionError) return true;
+  if (err instanceof MongoWriteConcernError) return true;
+  if (err instanceof MongoError) {
+    if (err.hasErrorLabel('RetryableWriteError') || err.hasErrorLabel('TransientTransactionError')) return true;
+    if (err instanceof MongoServerError && typeof err.code === 'number' && TRANSIENT_CODES.has(err.code)) return true;
+    // A bulk write that failed for a write-concern reason carries it here, not in `code`.
+    const wce = (err as { writeConcernError?: { code?: number } }).writeConcernError;
+    if (wce) return true;
+  }
+  return false;
+}

@@ -1,0 +1,160 @@
+// Decoding: oplog entries in, CRUD changes out, in the order they became visible.
+//
+// - `n` no-ops carry nothing to replicate, but they move the position (the primary writes one at
+//   least every 10 s, so the checkpoint advances on an idle server).
+// - Entries marked `fromMigrate` come from chunk migrations, not users: skipped.
+// - `applyOps` entries are unrolled. Inside a transaction (`lsid` + `txnNumber`), a large
+//   transaction spans several entries: all but the last carry `o.partialTxn: true` and the last
+//   carries `o.count`. Their operations are held until the last entry arrives, because an
+//   uncommitted transaction must not be applied (OPLOG.md, "Commands and batches").
+// - Other commands (DDL) are reported, not replicated.
+//
+// The decoder also says which position is safe to checkpoint: never past the first entry of a
+// transaction that has not finished, or a restart would resume in its middle and lose its start.
+
+import type { Document, Timestamp } from 'mongodb';
+import { UnsupportedOplogEntryError } from '../errors.ts';
+import type { Change, CrudOp, OplogEntry } from './entry.ts';
+
+/** A command entry the decoder did not replicate, for the caller to report. */
+export interface SkippedCommand {
+  ts: Timestamp;
+  /** The database of the command (from `db.$cmd`). */
+  db: string;
+  /** The command name, e.g. `drop`, `renameCollection`, `createIndexes`. */
+  name: string;
+  o: Document;
+}
+
+export interface DecodedBatch {
+  changes: Change[];
+  commands: SkippedCommand[];
+}
+
+interface OpenTransaction {
+  ops: CrudOp[];
+  /** The position just before the transaction's first entry: where a restart must resume. */
+  resumeBefore: Timestamp;
+}
+
+export class OplogDecoder {
+  private readonly open = new Map<string, OpenTransaction>();
+  private last: Timestamp;
+
+  /** `start` is the position the reading starts after (the checkpoint). */
+  constructor(start: Timestamp) {
+    this.last = start;
+  }
+
+  /** The newest position a restart may resume from without losing anything decoded so far. */
+  get safePosition(): Timestamp {
+    let safe = this.last;
+    for (const txn of this.open.values()) if (txn.resumeBefore.lessThan(safe)) safe = txn.resumeBefore;
+    return safe;
+  }
+
+  /** Number of transactions whose final entry has not been read yet. */
+  get openTransactions(): number {
+    return this.open.size;
+  }
+
+  decode(entries: Iterable<OplogEntry>): DecodedBatch {
+    const batch: DecodedBatch = { changes: [], commands: [] };
+    for (const entry of entries) {
+      this.decodeEntry(entry, batch);
+      this.last = entry.ts;
+    }
+    return batch;
+  }
+
+  private decodeEntry(entry: OplogEntry, out: DecodedBatch): void {
+    if (entry.fromMigrate) return;
+    switch (entry.op) {
+      case 'n':
+        return;
+      case 'i':
+      case 'u':
+      case 'd':
+        out.changes.push(change(entry as CrudOp, entry));
+        return;
+      case 'c':
+        if (Array.isArray(entry.o.applyOps)) this.decodeApplyOps(entry, out);
+        else this.decodeCommand(entry, out);
+        return;
+      default:
+        throw new UnsupportedOplogEntryError(`oplog entry at ${formatTs(entry.ts)} has unknown op '${String(entry.op)}'`);
+    }
+  }
+
+  private decodeApplyOps(entry: OplogEntry, out: DecodedBatch): void {
+    if (entry.o.prepare) {
+      // Prepared transactions only exist in sharded clusters; their outcome comes in a later
+      // commitTransaction/abortTransaction entry. Refuse rather than guess.
+      throw new UnsupportedOplogEntryError(
+        `prepared transaction at ${formatTs(entry.ts)}: mmm replicates replica sets, not shards`,
+      );
+    }
+    const ops = unroll(entry.o.applyOps as Document[], entry.ts);
+    const key = transactionKey(entry);
+    if (key === undefined) {
+      // applyOps outside a transaction (e.g. a batched multi-document delete): apply as is.
+      for (const op of ops) out.changes.push(change(op, entry));
+      return;
+    }
+    let txn = this.open.get(key);
+    if (entry.o.partialTxn) {
+      if (!txn) {
+        txn = { ops: [], resumeBefore: this.last };
+        this.open.set(key, txn);
+      }
+      txn.ops.push(...ops);
+      return;
+    }
+    this.open.delete(key);
+    for (const op of [...(txn?.ops ?? []), ...ops]) out.changes.push(change(op, entry));
+  }
+
+  private decodeCommand(entry: OplogEntry, out: DecodedBatch): void {
+    const name = Object.keys(entry.o)[0] ?? '';
+    if (name === 'commitTransaction' || name === 'abortTransaction') {
+      throw new UnsupportedOplogEntryError(
+        `${name} of a prepared transaction at ${formatTs(entry.ts)}: mmm replicates replica sets, not shards`,
+      );
+    }
+    out.commands.push({ ts: entry.ts, db: entry.ns.slice(0, entry.ns.indexOf('.')), name, o: entry.o });
+  }
+}
+
+function change(op: CrudOp, entry: OplogEntry): Change {
+  const c: Change = { op: op.op, ns: op.ns, o: op.o, ts: entry.ts };
+  if (op.o2) c.o2 = op.o2;
+  if (entry.wall) c.wall = entry.wall;
+  return c;
+}
+
+/** The CRUD operations of an `applyOps` array, minus those from chunk migrations. */
+function unroll(applyOps: Document[], ts: Timestamp): CrudOp[] {
+  const ops: CrudOp[] = [];
+  for (const raw of applyOps) {
+    if (raw.fromMigrate) continue;
+    if (raw.op === 'n') continue;
+    if (raw.op !== 'i' && raw.op !== 'u' && raw.op !== 'd') {
+      throw new UnsupportedOplogEntryError(
+        `applyOps at ${formatTs(ts)} holds a '${String(raw.op)}' operation on ${String(raw.ns)}, which mmm cannot replicate`,
+      );
+    }
+    const op: CrudOp = { op: raw.op, ns: raw.ns as string, o: raw.o as Document };
+    if (raw.o2) op.o2 = raw.o2 as Document;
+    ops.push(op);
+  }
+  return ops;
+}
+
+function transactionKey(entry: OplogEntry): string | undefined {
+  if (!entry.lsid || entry.txnNumber === undefined) return undefined;
+  return `${entry.lsid.id.toString('hex')}:${entry.txnNumber.toString()}`;
+}
+
+export function formatTs(ts: Timestamp): string {
+  return `Timestamp(${ts.t}, ${ts.i})`;
+}

@@ -1,0 +1,49 @@
+// The shape of `local.oplog.rs` entries as mmm reads them: with the driver's `promoteValues:
+// false`, so numbers stay Int32/Double/Long wrappers and are written back with the same BSON
+// type (a double must not come back as an int32).
+
+import type { Binary, Document, Long, Timestamp } from 'mongodb';
+
+export type OplogOp = 'i' | 'u' | 'd' | 'c' | 'n';
+
+export interface OplogEntry {
+  /** Position in the oplog; entries are in `ts` order. */
+  ts: Timestamp;
+  op: OplogOp;
+  /** `db.coll`, or `db.$cmd` for commands, or '' for some no-ops. */
+  ns: string;
+  o: Document;
+  /** For updates: `{_id}` (plus any shard key). */
+  o2?: Document;
+  /** Wall-clock time of the write (MongoDB 4.2+). */
+  wall?: Date;
+  /** Set on entries written by a chunk migration, not by a user. */
+  fromMigrate?: boolean;
+  /** Session of a retryable write or transaction. */
+  lsid?: { id: Binary };
+  txnNumber?: Long;
+  prevOpTime?: { ts: Timestamp };
+}
+
+/** One insert, update or delete, whether logged alone or inside an `applyOps`. */
+export interface CrudOp {
+  op: 'i' | 'u' | 'd';
+  ns: string;
+  o: Document;
+  o2?: Document;
+  fromMigrate?: boolean;
+}
+
+/**
+ * A change ready to replicate: a CRUD operation and the oplog position at which it became
+ * visible (for an operation inside a transaction, the position of the commit entry).
+ */
+export interface Change extends CrudOp {
+  ts: Timestamp;
+  wall?: Date;
+}
+
+/** The `_id` of the document an operation touches (OPLOG.md: `o2._id` for updates, else `o._id`). */
+export function documentId(op: CrudOp): unknown {
+  return op.op === 'u' ? op.o2?._id : op.o._id;
+}

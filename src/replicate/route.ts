@@ -1,0 +1,72 @@
+// Routing: which changes read from a source go to which collection of the destination, and which
+// must not, so that every write reaches every server that replicates its namespace exactly once.
+//
+// Three rules, for a change read on source S for destination D:
+// 1. It must match a link: its namespace is the link's source namespace and its kind (i, u, d;
+//    a replacement is a `u`) is among the link's ops.
+// 2. A write that came from D is never sent back to D (its origin is D).
+// 3. A write S got from elsewhere (origin O, neither S nor D) is relayed to D only if D has no
+//    link of its own from O for that namespace and kind: when it has, O delivers it directly.
+//    In a ring (A->B->C->A) a write from A reaches C through B; in a full mesh it travels only
+//    the direct links. (Topologies where a server can hear of a write through two relays and
+//    has no direct link to its origin, a "diamond", are not made exact by this rule: README.)
+
+import type { Link } from '../config/store.ts';
+import { makeTag, type AttributedChange } from './tag.ts';
+
+export type OpKind = 'i' | 'u' | 'd';
+
+/** A change routed to one collection of the destination, with the tag the write must carry. */
+export interface RoutedChange {
+  change: AttributedChange;
+  /** Namespace on the destination. */
+  ns: string;
+  tag: string;
+  /** The server the write first happened on. */
+  origin: string;
+}
+
+export interface RouterOptions {
+  /** UUID of the destination server. */
+  destinationId: string;
+  /** UUID of the source server being read. */
+  sourceId: string;
+  /** Every link the destination has, by source server UUID (rule 3 looks at the others). */
+  linksBySource: ReadonlyMap<string, readonly Link[]>;
+}
+
+export class Router {
+  private readonly bySourceNs = new Map<string, Link[]>();
+
+  constructor(private readonly options: RouterOptions) {
+    for (const link of options.linksBySource.get(options.sourceId) ?? []) {
+      const list = this.bySourceNs.get(link.src) ?? [];
+      list.push(link);
+      this.bySourceNs.set(link.src, list);
+    }
+  }
+
+  /** Namespaces this source is read for. */
+  get sourceNamespaces(): string[] {
+    return [...this.bySourceNs.keys()];
+  }
+
+  route(change: AttributedChange): RoutedChange[] {
+    const links = this.bySourceNs.get(change.ns);
+    if (!links) return [];
+    const { destinationId, sourceId } = this.options;
+    const origin = change.origin ?? sourceId;
+    if (origin === destinationId) return [];
+    const routed: RoutedChange[] = [];
+    for (const link of links) {
+      if (!link.ops.includes(change.op)) continue;
+      if (origin !== sourceId && this.hasDirectLink(origin, link.dst, change.op)) continue;
+      routed.push({ change, ns: link.dst, tag: makeTag(origin, change.ts), origin });
+    }
+    return routed;
+  }
+
+  private hasDirectLink(origin: string, dstNs: string, op: OpKind): boolean {
+    return (this.options.linksBySource.get(origin) ?? []).some((l) => l.dst === dstNs && l.ops.includes(op));
+  }
+}

@@ -1,0 +1,100 @@
+// A replication run: for every destination server (or the one asked for), one SourceLoop per
+// source server it has links from, all sharing one connection pool per server.
+
+import type { MongoClient } from 'mongodb';
+import { ReplicationConfigStore, type Link } from '../config/store.ts';
+import { UsageError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import type { ServerSpec, Topology } from '../topology.ts';
+import { DEFAULT_SETTINGS, type ReplicationSettings } from './settings.ts';
+import { SourceLoop, type LoopOutcome } from './source-loop.ts';
+
+export interface RunOptions {
+  topology: Topology;
+  /** Only replicate into this server (by topology name). */
+  only?: string;
+  logger: Logger;
+  settings?: Partial<ReplicationSettings>;
+  /** Opens a client for a server; the run closes every client it opened when it ends. */
+  connect: (server: ServerSpec) => Promise<MongoClient>;
+  /** Options for the metadata store (where links and checkpoints live). */
+  store?: ConstructorParameters<typeof ReplicationConfigStore>[1];
+}
+
+export interface LoopReport {
+  source: string;
+  destination: string;
+  outcome: LoopOutcome;
+}
+
+/**
+ * Runs replication until `signal` is aborted or every loop has failed, and reports how each
+ * loop ended. Throws UsageError if there is nothing to replicate.
+ */
+export async function runReplication(options: RunOptions, signal: AbortSignal): Promise<LoopReport[]> {
+  const { topology, logger } = options;
+  const settings = { ...DEFAULT_SETTINGS, ...options.settings };
+  let destinations = topology.servers;
+  if (options.only) {
+    const only = topology.byName(options.only);
+    if (!only) throw new UsageError(`unknown server '${options.only}'`);
+    destinations = [only];
+  }
+
+  const clients = new Map<string, Promise<MongoClient>>();
+  const client = (server: ServerSpec) => {
+    let c = clients.get(server.id);
+    if (!c) {
+      c = options.connect(server);
+      clients.set(server.id, c);
+    }
+    return c;
+  };
+
+  try {
+    const loops: Array<{ source: ServerSpec; destination: ServerSpec; loop: SourceLoop }> = [];
+    for (const destination of destinations) {
+      const destinationClient = await client(destination);
+      const store = new ReplicationConfigStore(destinationClient, options.store);
+      const linksBySource = new Map<string, Link[]>();
+      for (const config of await store.sources()) {
+        if (config.links.length > 0) linksBySource.set(config.sourceId, config.links);
+      }
+      for (const sourceId of linksBySource.keys()) {
+        const source = topology.byId(sourceId);
+        if (!source) {
+          logger.warn({ destination: destination.name, source: sourceId }, 'links from a server the topology does not name are not run');
+          continue;
+        }
+        const loop = new SourceLoop({
+          source,
+          destination,
+          sourceClient: await client(source),
+          destinationClient,
+          store,
+          linksBySource,
+          settings,
+          logger,
+        });
+        loops.push({ source, destination, loop });
+      }
+    }
+    if (loops.length === 0) throw new UsageError('no replication links to run: add one with `mmm replicate`');
+    return await Promise.all(
+      loops.map(async ({ source, destination, loop }) => ({
+        source: source.name,
+        destination: destination.name,
+        outcome: await loop.run(signal),
+      })),
+    );
+  } finally {
+    await Promise.all(
+      [...clients.values()].map((c) =>
+        c.then(
+          (opened) => opened.close(),
+          () => undefined,
+        ),
+      ),
+    );
+  }
+}

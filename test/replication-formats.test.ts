@@ -1,0 +1,132 @@
+// Every oplog form MongoDB 6.0 writes for user changes, replicated end to end between two real
+// replica sets: inserts, replacements, `$v: 2` diffs of every kind, deletes, transactions (one
+// entry and several `partialTxn` entries), applyOps from multi-document deletes, and renaming.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { BSON, type Collection, type Document, type MongoClient } from 'mongodb';
+import type { Topology } from '../src/topology.ts';
+import { addLink, settle, startCluster, startMmm, type Cluster, type RunningMmm, type TestDoc } from './support/replication.ts';
+
+let cluster: Cluster;
+let topology: Topology;
+let clients: Map<string, MongoClient>;
+let mmm: RunningMmm;
+
+const coll = (server: string, ns = 'test.foo'): Collection<TestDoc> => {
+  const [db, name] = ns.split(/\.(.*)/s) as [string, string];
+  return clients.get(server)!.db(db).collection(name);
+};
+
+/** The destination's documents, without the tag, as BSON bytes (field order and types count). */
+async function bytes(server: string, ns = 'test.foo'): Promise<string[]> {
+  const docs = await coll(server, ns).find({}, { promoteValues: false }).sort({ _id: 1 }).toArray();
+  return docs.map(({ __mmm, ...rest }) => Buffer.from(BSON.serialize(rest)).toString('hex'));
+}
+
+async function assertSame(ns = 'test.foo', dstNs = ns) {
+  await settle(topology, clients);
+  assert.deepEqual(await bytes('server_b', dstNs), await bytes('server_a', ns));
+}
+
+before(async () => {
+  cluster = await startCluster(2);
+  ({ topology, clients } = cluster);
+  await addLink(topology, clients, 'server_a/test.foo', 'server_b/test.foo');
+  await addLink(topology, clients, 'server_a/db1.x', 'server_b/db2.y');
+  mmm = startMmm(topology);
+  await settle(topology, clients);
+});
+
+after(async () => {
+  await mmm?.stop();
+  await cluster?.close();
+});
+
+test('inserts arrive whole, with the tag naming their origin', async () => {
+  await coll('server_a').insertMany([
+    { _id: 1, name: 'one', nested: { a: [1, 2, { b: 3 }] }, n: 1.5 },
+    { _id: 2, name: 'two' },
+  ]);
+  await assertSame();
+  const tag = (await coll('server_b').findOne({ _id: 1 }))!.__mmm as string;
+  assert.match(tag, new RegExp(`^${topology.byName('server_a')!.id}:\\d+:\\d+$`));
+});
+
+test('updates as $v:2 diffs: new, changed and removed fields, nested sub-diffs', async () => {
+  await coll('server_a').updateOne({ _id: 1 }, { $set: { z: 1, b: 2, 'nested.c': 'new' }, $unset: { n: '' } });
+  await coll('server_a').updateOne({ _id: 1 }, { $inc: { z: 5 }, $set: { 'nested.a.2.b': 4 } });
+  await coll('server_a').updateOne({ _id: 1 }, [{ $set: { q: 1, p: 2 } }, { $set: { aa: '$name' } }]);
+  await assertSame();
+});
+
+test('updates as $v:2 array diffs: append, resize, element updates together', async () => {
+  await coll('server_a').insertOne({ _id: 3, arr: [1, 2, 3, 4, 5], objs: [{ k: 1 }, { k: 2 }] });
+  await coll('server_a').updateOne({ _id: 3 }, { $push: { arr: 6 } } as Document);
+  await coll('server_a').updateOne({ _id: 3 }, { $pop: { arr: 1 }, $set: { 'objs.1.k': 9 } });
+  await coll('server_a').updateOne({ _id: 3 }, [{ $set: { arr: { $concatArrays: [{ $slice: ['$arr', 2] }, [{ new: true }]] } } }]);
+  await coll('server_a').updateOne({ _id: 3 }, { $set: { 'objs.$[].seen': true } });
+  await assertSame();
+});
+
+test('replacements, including a replacement of a document the destination lacks', async () => {
+  await coll('server_a').replaceOne({ _id: 2 }, { other: 'shape', list: [1] });
+  await coll('server_b').deleteOne({ _id: 2 });
+  await coll('server_a').replaceOne({ _id: 2 }, { other: 'again' });
+  await assertSame();
+});
+
+test('deletes, one by one and many at once', async () => {
+  await coll('server_a').insertMany([{ _id: 10 }, { _id: 11 }, { _id: 12 }]);
+  await coll('server_a').deleteOne({ _id: 10 });
+  await coll('server_a').deleteMany({ _id: { $in: [11, 12] } });
+  await assertSame();
+});
+
+test('a transaction is applied when it commits, an aborted one never', async () => {
+  const client = clients.get('server_a')!;
+  const session = client.startSession();
+  try {
+    await session.withTransaction(async () => {
+      await coll('server_a').insertOne({ _id: 20, t: 1 }, { session });
+      await coll('server_a').updateOne({ _id: 1 }, { $set: { inTxn: true } }, { session });
+      await coll('server_a').deleteOne({ _id: 3 }, { session });
+    });
+    session.startTransaction();
+    await coll('server_a').insertOne({ _id: 21 }, { session });
+    await session.abortTransaction();
+  } finally {
+    await session.endSession();
+  }
+  await assertSame();
+  assert.equal(await coll('server_b').countDocuments({ _id: 21 }), 0);
+});
+
+test('a transaction too large for one oplog entry (partialTxn) arrives whole', async () => {
+  const client = clients.get('server_a')!;
+  const session = client.startSession();
+  const big = 'x'.repeat(4 * 1024 * 1024);
+  try {
+    await session.withTransaction(async () => {
+      for (let i = 0; i < 5; i++) await coll('server_a').insertOne({ _id: 100 + i, big }, { session });
+      await coll('server_a').deleteOne({ _id: 20 }, { session });
+    });
+  } finally {
+    await session.endSession();
+  }
+  const entries = await client.db('local').collection('oplog.rs').find({ 'o.partialTxn': true }).toArray();
+  assert.ok(entries.length > 0, 'the transaction was logged in several entries');
+  await assertSame();
+});
+
+test('a renamed link writes to its own namespace on the destination', async () => {
+  await coll('server_a', 'db1.x').insertOne({ _id: 'r', v: 1 });
+  await coll('server_a', 'db1.x').updateOne({ _id: 'r' }, { $set: { v: 2 } });
+  await assertSame('db1.x', 'db2.y');
+  assert.equal(await coll('server_b', 'db1.x').countDocuments(), 0);
+});
+
+test('collections without a link are left alone', async () => {
+  await coll('server_a', 'test.unlinked').insertOne({ _id: 1 });
+  await settle(topology, clients);
+  assert.equal(await coll('server_b', 'test.unlinked').countDocuments(), 0);
+});
