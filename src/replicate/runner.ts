@@ -7,7 +7,7 @@ import { UsageError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { ServerSpec, Topology } from '../topology.ts';
 import { DEFAULT_SETTINGS, type ReplicationSettings } from './settings.ts';
-import { SourceLoop, type LoopOutcome } from './source-loop.ts';
+import { SourceLoop, type LoopObserver, type LoopOutcome } from './source-loop.ts';
 
 export interface RunOptions {
   topology: Topology;
@@ -17,6 +17,8 @@ export interface RunOptions {
   settings?: Partial<ReplicationSettings>;
   /** Opens a client for a server; the run closes every client it opened when it ends. */
   connect: (server: ServerSpec) => Promise<MongoClient>;
+  /** Makes the observer of each loop (status recording, metrics); none by default. */
+  observe?: (loop: { source: ServerSpec; destination: ServerSpec; links: readonly Link[]; store: ReplicationConfigStore }) => LoopObserver;
   /** Options for the metadata store (where links and checkpoints live). */
   store?: ConstructorParameters<typeof ReplicationConfigStore>[1];
 }
@@ -66,9 +68,12 @@ export async function runReplication(options: RunOptions, signal: AbortSignal): 
           logger.warn({ destination: destination.name, source: sourceId }, 'links from a server the topology does not name are not run');
           continue;
         }
+        const links = linksBySource.get(sourceId)!;
+        const observer = options.observe?.({ source, destination, links, store });
         const loop = new SourceLoop({
           source,
           destination,
+          ...(observer ? { observer } : {}),
           sourceClient: await client(source),
           destinationClient,
           store,

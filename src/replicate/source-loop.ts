@@ -8,7 +8,7 @@
 
 import type { MongoClient, Timestamp } from 'mongodb';
 import { MongoServerError } from 'mongodb';
-import { applyWrites, planWrite } from '../apply/writer.ts';
+import { applyWrites, emptyStats, planWrite, type ApplyStats } from '../apply/writer.ts';
 import { isTransient } from '../apply/transient.ts';
 import type { Link, ReplicationConfigStore } from '../config/store.ts';
 import { OplogRolledOverError } from '../errors.ts';
@@ -34,15 +34,43 @@ export interface SourceLoopOptions {
   linksBySource: ReadonlyMap<string, readonly Link[]>;
   settings: ReplicationSettings;
   logger: Logger;
+  observer?: LoopObserver;
 }
 
 export type LoopOutcome = { state: 'stopped' } | { state: 'failed'; error: Error };
+
+/** What a loop is doing: following its source, waiting to retry, or ended. */
+export type LoopState = 'running' | 'retrying' | 'stopped' | 'failed';
+
+export interface BatchReport {
+  /** Oplog entries read in the batch, replicated or not. */
+  entries: number;
+  /** What the batch wrote on the destination. */
+  stats: ApplyStats;
+  /** The checkpoint recorded after the batch. */
+  checkpoint: Timestamp;
+  /** Wall-clock time of the batch's last entry, when the source logged one. */
+  lastWall?: Date;
+}
+
+/**
+ * Hooks for whoever watches a loop (status recording, metrics). Called synchronously from the
+ * loop: keep them cheap, and never throw.
+ */
+export interface LoopObserver {
+  state?(state: LoopState, error?: Error): void;
+  /** A batch was applied and its checkpoint recorded. */
+  batch?(report: BatchReport): void;
+  /** The source had nothing new for a while: the loop is caught up. */
+  idle?(): void;
+}
 
 export class SourceLoop {
   private readonly router: Router;
   private readonly tailer: OplogTailer;
   private readonly links: readonly Link[];
   private readonly log: Logger;
+  private readonly observer: LoopObserver;
 
   constructor(private readonly options: SourceLoopOptions) {
     this.links = options.linksBySource.get(options.source.id) ?? [];
@@ -53,11 +81,13 @@ export class SourceLoop {
     });
     this.tailer = new OplogTailer(options.sourceClient, options.settings);
     this.log = options.logger.child({ source: options.source.name, destination: options.destination.name });
+    this.observer = options.observer ?? {};
   }
 
   /** Runs until `signal` is aborted (resolves 'stopped') or a failure that retrying cannot mend. */
   async run(signal: AbortSignal): Promise<LoopOutcome> {
     this.logLinks('link started');
+    this.observer.state?.('running');
     const { settings } = this.options;
     let delay = settings.retryInitialMs;
     let lost: unknown;
@@ -68,6 +98,7 @@ export class SourceLoop {
         for await (const _ of this.follow(position, signal, (p) => (position = p))) {
           if (lost !== undefined) {
             this.log.info('link recovered');
+            this.observer.state?.('running');
             lost = undefined;
             delay = settings.retryInitialMs;
           }
@@ -77,15 +108,18 @@ export class SourceLoop {
         const error = this.explain(err, position);
         if (!isTransient(error)) {
           this.logLinks('link failed', error);
+          this.observer.state?.('failed', error);
           return { state: 'failed', error };
         }
         if (lost === undefined) this.log.warn({ err: error.message }, `link lost its server; retrying`);
+        this.observer.state?.('retrying', error);
         lost = error;
         await sleep(delay, signal);
         delay = Math.min(delay * 2, settings.retryMaxMs);
       }
     }
     this.logLinks('link stopped');
+    this.observer.state?.('stopped');
     return { state: 'stopped' };
   }
 
@@ -109,22 +143,27 @@ export class SourceLoop {
     if (oldest.greaterThan(position)) throw this.rolledOver(position, oldest);
     const decoder = new OplogDecoder(position);
     for await (const entries of this.tailer.batches(position, signal)) {
-      if (entries.length > 0) {
-        const decoded = decoder.decode(entries);
-        this.reportCommands(decoded.commands);
-        const writes = attributeOrigins(decoded.changes)
-          .flatMap((change) => this.router.route(change))
-          .map((routed) => planWrite(routed.change, routed.ns, routed.tag));
-        if (writes.length > 0) {
-          await applyWrites(destinationClient, writes, { writeConcern: settings.writeConcern, logger: this.log });
-        }
-        const safe = decoder.safePosition;
-        if (!safe.equals(position)) {
-          await store.saveCheckpoint(source.id, safe);
-          position = safe;
-          checkpointed(safe);
-        }
+      if (entries.length === 0) {
+        this.observer.idle?.();
+        yield;
+        continue;
       }
+      const decoded = decoder.decode(entries);
+      this.reportCommands(decoded.commands);
+      const writes = attributeOrigins(decoded.changes)
+        .flatMap((change) => this.router.route(change))
+        .map((routed) => planWrite(routed.change, routed.ns, routed.tag));
+      const stats = writes.length > 0
+        ? await applyWrites(destinationClient, writes, { writeConcern: settings.writeConcern, logger: this.log })
+        : emptyStats();
+      const safe = decoder.safePosition;
+      if (!safe.equals(position)) {
+        await store.saveCheckpoint(source.id, safe);
+        position = safe;
+        checkpointed(safe);
+      }
+      const lastWall = entries[entries.length - 1]!.wall;
+      this.observer.batch?.({ entries: entries.length, stats, checkpoint: position, ...(lastWall ? { lastWall } : {}) });
       yield;
     }
   }
