@@ -85,6 +85,15 @@ test('DDL commands are reported, not turned into changes', () => {
   assert.deepEqual(commands.map((c) => [c.db, c.name]), [['db', 'drop']]);
 });
 
+test('a collection created inside a transaction is reported, and the transaction still applies', () => {
+  const decoder = new OplogDecoder(ts(0));
+  const { changes, commands } = decoder.decode([
+    txnEntry(1, [{ op: 'c', ns: 'db.$cmd', o: { create: 'fresh' } }, { op: 'i', ns: 'db.fresh', o: { _id: 1 } }], {}),
+  ]);
+  assert.deepEqual(changes.map((c) => [c.op, c.ns]), [['i', 'db.fresh']]);
+  assert.deepEqual(commands.map((c) => [c.db, c.name]), [['db', 'create']]);
+});
+
 test('prepared transactions are refused, not guessed at', () => {
   const decoder = new OplogDecoder(ts(0));
   assert.throws(() => decoder.decode([txnEntry(1, [], { prepare: true })]), UnsupportedOplogEntryError);

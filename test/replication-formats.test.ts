@@ -33,6 +33,7 @@ before(async () => {
   ({ topology, clients } = cluster);
   await addLink(topology, clients, 'server_a/test.foo', 'server_b/test.foo');
   await addLink(topology, clients, 'server_a/db1.x', 'server_b/db2.y');
+  await addLink(topology, clients, 'server_a/test.fresh', 'server_b/test.fresh');
   mmm = startMmm(topology);
   await settle(topology, clients);
 });
@@ -116,6 +117,21 @@ test('a transaction too large for one oplog entry (partialTxn) arrives whole', a
   const entries = await client.db('local').collection('oplog.rs').find({ 'o.partialTxn': true }).toArray();
   assert.ok(entries.length > 0, 'the transaction was logged in several entries');
   await assertSame();
+});
+
+test('a transaction that creates its collection replicates its writes', async () => {
+  const session = clients.get('server_a')!.startSession();
+  try {
+    await session.withTransaction(async () => {
+      await coll('server_a', 'test.fresh').insertOne({ _id: 'created-in-txn' }, { session });
+    });
+  } finally {
+    await session.endSession();
+  }
+  const created = await clients.get('server_a')!.db('local').collection('oplog.rs').countDocuments({ 'o.applyOps.o.create': 'fresh' });
+  assert.equal(created, 1, 'the create is inside the applyOps entry');
+  await assertSame('test.fresh');
+  assert.equal(await coll('server_b', 'test.fresh').countDocuments(), 1);
 });
 
 test('a renamed link writes to its own namespace on the destination', async () => {

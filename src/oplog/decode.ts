@@ -94,7 +94,7 @@ export class OplogDecoder {
         `prepared transaction at ${formatTs(entry.ts)}: mmm replicates replica sets, not shards`,
       );
     }
-    const ops = unroll(entry.o.applyOps as Document[], entry.ts);
+    const ops = unroll(entry.o.applyOps as Document[], entry, out);
     const key = transactionKey(entry);
     if (key === undefined) {
       // applyOps outside a transaction (e.g. a batched multi-document delete): apply as is.
@@ -115,13 +115,14 @@ export class OplogDecoder {
   }
 
   private decodeCommand(entry: OplogEntry, out: DecodedBatch): void {
-    const name = Object.keys(entry.o)[0] ?? '';
+    const cmd = command(entry.ts, entry.ns, entry.o);
+    const name = cmd.name;
     if (name === 'commitTransaction' || name === 'abortTransaction') {
       throw new UnsupportedOplogEntryError(
         `${name} of a prepared transaction at ${formatTs(entry.ts)}: mmm replicates replica sets, not shards`,
       );
     }
-    out.commands.push({ ts: entry.ts, db: entry.ns.slice(0, entry.ns.indexOf('.')), name, o: entry.o });
+    out.commands.push(cmd);
   }
 }
 
@@ -132,15 +133,21 @@ function change(op: CrudOp, entry: OplogEntry): Change {
   return c;
 }
 
-/** The CRUD operations of an `applyOps` array, minus those from chunk migrations. */
-function unroll(applyOps: Document[], ts: Timestamp): CrudOp[] {
+/**
+ * The CRUD operations of an `applyOps` array, minus those from chunk migrations; commands inside
+ * it (a collection created within a transaction) are reported like any other command.
+ */
+function unroll(applyOps: Document[], entry: OplogEntry, out: DecodedBatch): CrudOp[] {
   const ops: CrudOp[] = [];
   for (const raw of applyOps) {
-    if (raw.fromMigrate) continue;
-    if (raw.op === 'n') continue;
+    if (raw.fromMigrate || raw.op === 'n') continue;
+    if (raw.op === 'c') {
+      out.commands.push(command(entry.ts, String(raw.ns), raw.o as Document));
+      continue;
+    }
     if (raw.op !== 'i' && raw.op !== 'u' && raw.op !== 'd') {
       throw new UnsupportedOplogEntryError(
-        `applyOps at ${formatTs(ts)} holds a '${String(raw.op)}' operation on ${String(raw.ns)}, which mmm cannot replicate`,
+        `applyOps at ${formatTs(entry.ts)} holds a '${String(raw.op)}' operation on ${String(raw.ns)}, which mmm cannot replicate`,
       );
     }
     const op: CrudOp = { op: raw.op, ns: raw.ns as string, o: raw.o as Document };
@@ -148,6 +155,10 @@ function unroll(applyOps: Document[], ts: Timestamp): CrudOp[] {
     ops.push(op);
   }
   return ops;
+}
+
+function command(ts: Timestamp, ns: string, o: Document): SkippedCommand {
+  return { ts, db: ns.slice(0, ns.indexOf('.')), name: Object.keys(o)[0] ?? '', o };
 }
 
 function transactionKey(entry: OplogEntry): string | undefined {
