@@ -25,9 +25,11 @@ export interface MongodOptions {
   cacheSizeGB?: number;
   /** Seconds between the primary's periodic no-op oplog entries (1 to 10, default 10). */
   noopIntervalSecs?: number;
+  /** More mongod arguments, e.g. `['--auth', '--keyFile', file]`. */
+  args?: readonly string[];
 }
 
-/** One mongod process, member of a replica set. */
+/** One mongod process, member of a replica set (or, without `replSet`, a standalone server). */
 export class MongodProcess {
   readonly host: string;
   private child: ChildProcess | undefined;
@@ -35,7 +37,7 @@ export class MongodProcess {
 
   constructor(
     readonly port: number,
-    readonly replSet: string,
+    readonly replSet: string | undefined,
     readonly dbpath: string,
     private readonly binary: string,
     private readonly options: MongodOptions,
@@ -51,7 +53,7 @@ export class MongodProcess {
   async start(): Promise<void> {
     if (this.child) return;
     const args = [
-      '--replSet', this.replSet,
+      ...(this.replSet === undefined ? [] : ['--replSet', this.replSet]),
       '--port', String(this.port),
       '--bind_ip', '127.0.0.1',
       '--dbpath', this.dbpath,
@@ -62,6 +64,9 @@ export class MongodProcess {
       '--setParameter', `periodicNoopIntervalSecs=${this.options.noopIntervalSecs ?? 10}`,
       // Keep a test machine quiet: no diagnostic data files and no telemetry attempts.
       '--setParameter', 'diagnosticDataCollectionEnabled=false',
+      // A primary with secondaries would otherwise wait 15 s in quiesce mode when stopped.
+      '--setParameter', 'shutdownTimeoutMillisForSignaledShutdown=0',
+      ...(this.options.args ?? []),
     ];
     const child = spawn(this.binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
@@ -201,6 +206,35 @@ export async function freePort(): Promise<number> {
 
 let setCounter = 0;
 
+/** A mongod that is no replica set member, so it has no oplog: a server mmm must refuse. */
+export class Standalone {
+  constructor(readonly process: MongodProcess) {}
+
+  get uri(): string {
+    return `mongodb://${this.process.host}`;
+  }
+
+  async destroy(): Promise<void> {
+    await this.process.stop();
+    rmSync(this.process.dbpath, { recursive: true, force: true });
+    live.delete(this.process);
+  }
+}
+
+export async function startStandalone(options: MongodOptions = {}): Promise<Standalone> {
+  installCleanup();
+  const { path: binary } = await resolveMongod();
+  const dbpath = mkdtempSync(path.join(os.tmpdir(), 'mmm-standalone-'));
+  const standalone = new Standalone(new MongodProcess(await freePort(), undefined, dbpath, binary, options));
+  try {
+    await standalone.process.start();
+    return standalone;
+  } catch (err) {
+    await standalone.destroy();
+    throw err;
+  }
+}
+
 /**
  * Starts a replica set of `members` data-bearing mongods (the first preferred as primary) and
  * waits for a writable primary.
@@ -225,6 +259,8 @@ export async function startReplicaSet(members = 1, options: MongodOptions = {}):
           members: processes.map((p, i) => ({ _id: i, host: p.host, priority: i === 0 ? 2 : 1 })),
         },
       });
+      // Several members would wait an election timeout (10 s) before electing one: ask now.
+      if (members > 1) await stepUp(seed);
     } finally {
       await seed.close();
     }
@@ -234,6 +270,18 @@ export async function startReplicaSet(members = 1, options: MongodOptions = {}):
   } catch (err) {
     await set.destroy();
     throw err;
+  }
+}
+
+/** Makes the member `seed` talks to primary at once, retrying while its set is not ready for it. */
+async function stepUp(seed: MongoClient): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const hello = await seed.db('admin').command({ hello: 1 });
+    if (hello.isWritablePrimary) return;
+    if (hello.secondary) await seed.db('admin').command({ replSetStepUp: 1 }).catch(() => undefined);
+    if (Date.now() > deadline) return; // waitForPrimary reports it
+    await sleep(100);
   }
 }
 

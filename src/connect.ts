@@ -13,6 +13,9 @@ export interface ConnectOptions {
 
 export const CONNECT_DEFAULTS = { timeoutMS: 10_000 } as const satisfies Required<ConnectOptions>;
 
+/** The name mmm's connections give the server: `$currentOp` shows it (./apply/abandoned.ts). */
+export const APP_NAME = 'mmm';
+
 /** The server's error code for refused credentials (AuthenticationFailed). */
 const AUTHENTICATION_FAILED = 18;
 
@@ -27,7 +30,7 @@ export async function connectServer(server: ServerSpec, options: ConnectOptions 
   let client: MongoClient;
   try {
     client = new MongoClient(server.uri, {
-      appName: 'mmm',
+      appName: APP_NAME,
       serverSelectionTimeoutMS: timeoutMS,
       connectTimeoutMS: timeoutMS,
     });

@@ -36,6 +36,19 @@ export function parseServerNamespace(text: string, label = 'namespace'): ServerN
   return { server, ...splitNamespace(text.slice(slash + 1), fail) };
 }
 
+/**
+ * What is wrong with `db` as the database that keeps mmm's metadata (`<db>.mmm`), or undefined:
+ * `local` (the default) or a database MongoDB accepts and replicates, not admin or config.
+ */
+export function metadataDatabaseProblem(db: string): string | undefined {
+  if (db === '') return 'a database name must not be empty';
+  const badChar = DB_FORBIDDEN.find((c) => db.includes(c));
+  if (badChar !== undefined) return `database names cannot contain ${JSON.stringify(badChar)}`;
+  if (Buffer.byteLength(db) > DB_MAX_BYTES) return `database names are at most ${DB_MAX_BYTES} bytes long`;
+  if (db !== 'local' && RESERVED_DBS.includes(db.toLowerCase())) return `the ${db} database belongs to MongoDB itself`;
+  return undefined;
+}
+
 /** Parses `db.coll` (the first dot ends the database name). Throws UsageError. */
 export function parseNamespace(ns: string, label = 'namespace'): Namespace {
   return splitNamespace(ns, (problem) => new UsageError(`${label} ${JSON.stringify(ns)}: ${problem}`));

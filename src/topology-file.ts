@@ -3,6 +3,7 @@
 //   server_a:
 //     id: '2c88ae84-7cb9-40f7-835d-c05e981f564d'
 //     uri: 'mongodb://localhost:27019'
+//     metadata_db: 'mmm'      # optional: keep links and checkpoints in mmm.mmm, not local.mmm
 //
 // Every problem becomes one ConfigError line naming the file and the server, so a user fixes
 // the file without reading a stack trace. URIs are never quoted back: they may hold a password.
@@ -11,10 +12,11 @@ import { readFileSync } from 'node:fs';
 import { CORE_SCHEMA, load, YAMLException } from 'js-yaml';
 import { MongoClient } from 'mongodb';
 import { ConfigError } from './errors.ts';
+import { metadataDatabaseProblem } from './namespace.ts';
 import { redactPassword, Topology, type ServerSpec } from './topology.ts';
 
 const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const SERVER_KEYS = ['id', 'uri'];
+const SERVER_KEYS = ['id', 'uri', 'metadata_db'];
 const EXPECTED = 'expected a mapping of server names to {id, uri}';
 
 /** Loads and validates the topology file; servers keep the file's order. Throws ConfigError. */
@@ -60,9 +62,9 @@ function toServerSpec(name: string, entry: unknown, fail: (problem: string) => C
   if (name === '' || name.includes('/')) throw fail('a server name must be non-empty and must not contain "/"');
   if (!isMapping(entry)) throw fail('expected a mapping with id and uri');
   const unknown = Object.keys(entry).filter((key) => !SERVER_KEYS.includes(key));
-  if (unknown.length > 0) throw fail(`unknown key ${unknown.join(', ')} (expected id and uri)`);
+  if (unknown.length > 0) throw fail(`unknown key ${unknown.join(', ')} (expected id, uri and optionally metadata_db)`);
 
-  const { id, uri } = entry;
+  const { id, uri, metadata_db: metadataDb } = entry;
   if (id === undefined) throw fail('no id');
   if (typeof id !== 'string' || !UUID_PATTERN.test(id)) {
     throw fail(`id ${JSON.stringify(id)} is not a UUID (like 2c88ae84-7cb9-40f7-835d-c05e981f564d)`);
@@ -74,6 +76,12 @@ function toServerSpec(name: string, entry: unknown, fail: (problem: string) => C
     new MongoClient(uri);
   } catch (err) {
     throw fail(`invalid uri: ${redactPassword((err as Error).message, uri)}`);
+  }
+  if (metadataDb !== undefined) {
+    if (typeof metadataDb !== 'string') throw fail('metadata_db must be a database name');
+    const problem = metadataDatabaseProblem(metadataDb);
+    if (problem) throw fail(`metadata_db ${JSON.stringify(metadataDb)}: ${problem}`);
+    return { name, id: id.toLowerCase(), uri, metadataDb };
   }
   return { name, id: id.toLowerCase(), uri };
 }

@@ -9,6 +9,11 @@ export interface ServerSpec {
   readonly id: string;
   /** The MongoDB connection string. May hold a password: print it with redactUri only. */
   readonly uri: string;
+  /**
+   * The database that keeps this server's links and checkpoints (`<db>.mmm`); `local` when
+   * unset. A replicated database keeps them across a failover (README, "Failure behaviour").
+   */
+  readonly metadataDb?: string;
 }
 
 export class Topology {

@@ -2,16 +2,12 @@
 // runtime failures (a server unreachable, refusing our credentials, not a replica set) give
 // one line and exit code 1. Passwords never appear.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { MongoClient } from 'mongodb';
-import { freePort, startReplicaSets, type ReplicaSet } from '../scripts/replica-sets.ts';
-import { resolveMongod } from '../scripts/resolve-mongod.ts';
+import { freePort, startReplicaSets, startStandalone, type ReplicaSet, type Standalone } from '../scripts/replica-sets.ts';
 import { ReplicationConfigStore } from '../src/config/store.ts';
 import { runCli, writeTopology } from './support/cli.ts';
 
@@ -151,7 +147,7 @@ describe('a bad topology file: one line, exit code 2, no question asked', { conc
 
 describe('runtime failures: one line naming the server, exit code 1', () => {
   let closedPort: number;
-  let standalone: { port: number; stop: () => void } | undefined;
+  let standalone: Standalone | undefined;
 
   before(async () => {
     closedPort = await freePort();
@@ -160,10 +156,10 @@ describe('runtime failures: one line naming the server, exit code 1', () => {
       server_a: { id: ID_A, uri: sets[0]!.uri },
       server_x: { id: ID_X, uri: `mongodb://127.0.0.1:${closedPort}` },
     });
-    writeTopology(path.join(dir, 'standalone.yml'), { lone: { id: ID_X, uri: `mongodb://127.0.0.1:${standalone.port}` } });
+    writeTopology(path.join(dir, 'standalone.yml'), { lone: { id: ID_X, uri: standalone.uri } });
   });
 
-  after(() => standalone?.stop());
+  after(() => standalone?.destroy());
 
   const unreachable = () =>
     `server_x (mongodb://127.0.0.1:${closedPort}): unreachable (waited 0.5 s): connect ECONNREFUSED 127.0.0.1:${closedPort}`;
@@ -205,7 +201,7 @@ describe('runtime failures: one line naming the server, exit code 1', () => {
     assertFails(
       ['-c', 'standalone.yml', 'dump-config'],
       1,
-      `lone (mongodb://127.0.0.1:${standalone!.port}): not a replica set member; mmm needs the oplog, which only replica sets keep`,
+      `lone (${standalone!.uri}): not a replica set member; mmm needs the oplog, which only replica sets keep`,
     ));
 
   test('a stored config mmm cannot read names its server', async () => {
@@ -237,41 +233,3 @@ describe('runtime failures: one line naming the server, exit code 1', () => {
     assert.ok(lines.slice(at + 1).some((line) => /^\s+at /.test(line)), result.stderr);
   });
 });
-
-/** A mongod that is not a replica set member, removed when the test process ends. */
-async function startStandalone(): Promise<{ port: number; stop: () => void }> {
-  const { path: binary } = await resolveMongod();
-  const port = await freePort();
-  const dbpath = mkdtempSync(path.join(os.tmpdir(), 'mmm-standalone-'));
-  const child: ChildProcess = spawn(
-    binary,
-    ['--port', String(port), '--bind_ip', '127.0.0.1', '--dbpath', dbpath, '--logpath', path.join(dbpath, 'mongod.log'),
-      '--wiredTigerCacheSizeGB', '0.25', '--setParameter', 'diagnosticDataCollectionEnabled=false'],
-    { stdio: 'ignore' },
-  );
-  const stop = () => {
-    child.kill('SIGKILL');
-    rmSync(dbpath, { recursive: true, force: true });
-  };
-  process.once('exit', stop);
-  const deadline = Date.now() + 60_000;
-  while (!(await accepts(port))) {
-    if (child.exitCode !== null || Date.now() > deadline) {
-      stop();
-      throw new Error(`standalone mongod on port ${port} did not start`);
-    }
-    await sleep(50);
-  }
-  return { port, stop };
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}

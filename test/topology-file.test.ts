@@ -47,6 +47,16 @@ server_a:
   assert.equal(topology.byName('server_a')?.id, ID_A);
 });
 
+test("metadata_db names the database of a server's links and checkpoints", () => {
+  const topology = loadTopology(file(`server_a:\n  id: '${ID_A}'\n  uri: 'mongodb://a'\n  metadata_db: 'mmm'\nserver_b:\n  id: '${ID_B}'\n  uri: 'mongodb://b'\n`));
+  assert.deepEqual(topology.servers, [
+    { name: 'server_a', id: ID_A, uri: 'mongodb://a', metadataDb: 'mmm' },
+    { name: 'server_b', id: ID_B, uri: 'mongodb://b' },
+  ]);
+  assertConfigError(file(`server_a:\n  id: '${ID_A}'\n  uri: 'mongodb://a'\n  metadata_db: 12\n`), 'server server_a: metadata_db must be a database name');
+  assertConfigError(file(`server_a:\n  id: '${ID_A}'\n  uri: 'mongodb://a'\n  metadata_db: 'Admin'\n`), 'server server_a: metadata_db "Admin": the Admin database belongs to MongoDB itself');
+});
+
 test('a missing or unreadable file', () => {
   const missing = path.join(dir, 'missing.yml');
   assert.throws(
@@ -77,7 +87,7 @@ test('a server that is not a mapping, or lacks id or uri, or has other keys', ()
   assertConfigError(file(`server_a:\n  id: '${ID_A}'\n  uri: 27017\n`), 'server server_a: uri must be a non-empty string');
   assertConfigError(
     file(`server_a:\n  id: '${ID_A}'\n  uri: 'mongodb://localhost'\n  name: 'a'\n`),
-    'server server_a: unknown key name (expected id and uri)',
+    'server server_a: unknown key name (expected id, uri and optionally metadata_db)',
   );
   assertConfigError(
     file(`a/b:\n  id: '${ID_A}'\n  uri: 'mongodb://localhost'\n`),

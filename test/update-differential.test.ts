@@ -188,22 +188,34 @@ const oracleCases: Array<{ name: string; before: Document; diff: Document; path:
     path: 'pipeline',
   },
   {
-    name: 'nested $set/$unset as a classic modifier (document as on the source)',
+    name: 'top-level $set/$unset as a classic modifier (document as on the source)',
     before: { a: 1, n: { x: 1, y: [0, { z: 1 }] }, b: 2 },
-    diff: { d: { b: false }, sn: { u: { x: 5 }, sy: { a: true, s1: { u: { z: 2 } } } } },
+    diff: { d: { b: false }, u: { a: 5, n: { x: 2 } } },
     path: 'modifier',
   },
   {
     name: 'values holding $-prefixed, dotted and empty keys in a classic modifier',
     before: { a: 1, n: { x: 1 } },
-    diff: { u: { a: { $set: 1, 'p.q': [{ '': 2 }] } }, sn: { u: { x: { $ref: 'c', $id: 1, '': '$x' } } } },
+    diff: { u: { a: { $set: 1, 'p.q': [{ '': 2 }] }, n: { x: { $ref: 'c', $id: 1, '': '$x' } } } },
     path: 'modifier',
   },
   {
-    name: 'an element set past the end as a classic modifier, on a shorter array than the source had',
+    name: 'a top-level classic modifier on a diverged document: an absent field is appended, a deleted one was absent',
+    before: { z: 1 },
+    diff: { d: { b: false }, u: { a: 5 } },
+    path: 'modifier',
+  },
+  {
+    name: 'nested changes on a document already past them (a replay): the parent a scalar now, or absent',
+    before: { x: 1, arr: true, n: 'scalar', other: 'kept' },
+    diff: { u: { x: 5 }, sarr: { a: true, u1: 2 }, sn: { u: { y: 1 } }, smissing: { u: { y: 1 } } },
+    path: 'pipeline',
+  },
+  {
+    name: 'an element set past the end, on a shorter array than the source had',
     before: { arr: [1, 2] },
     diff: { sarr: { a: true, u4: 6 } },
-    path: 'modifier',
+    path: 'pipeline',
   },
 ];
 

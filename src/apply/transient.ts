@@ -2,6 +2,9 @@
 // network broke, or a cursor was lost. Asked of the error's class, labels and code, never its text.
 
 import {
+  Double,
+  Int32,
+  MongoBulkWriteError,
   MongoError,
   MongoNetworkError,
   MongoServerError,
@@ -30,12 +33,29 @@ const TRANSIENT_CODES = new Set([
   13436, // NotPrimaryOrSecondary
 ]);
 
+/**
+ * The server's error code of `err`, as a number. A command run with `promoteValues: false` (the
+ * oplog tailer's cursor) gets its error's fields unpromoted too: then `code` is an Int32.
+ */
+export function serverErrorCode(err: unknown): number | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'number') return code;
+  if (code instanceof Int32 || code instanceof Double) return code.value;
+  return undefined;
+}
+
 export function isTransient(err: unknown): boolean {
   if (err instanceof MongoNetworkError || err instanceof MongoServerSelectionError) return true;
+  // A bulk write that failed before any server answered (no server to select, the connection
+  // refused) wraps the driver's error, which it keeps as `errorResponse`: ask that one.
+  if (err instanceof MongoBulkWriteError && err.errorResponse instanceof Error && err.errorResponse !== err) {
+    return isTransient(err.errorResponse);
+  }
   if (err instanceof MongoWriteConcernError) return true;
   if (err instanceof MongoError) {
     if (err.hasErrorLabel('RetryableWriteError') || err.hasErrorLabel('TransientTransactionError')) return true;
-    if (err instanceof MongoServerError && typeof err.code === 'number' && TRANSIENT_CODES.has(err.code)) return true;
+    const code = serverErrorCode(err);
+    if (err instanceof MongoServerError && code !== undefined && TRANSIENT_CODES.has(code)) return true;
     // A bulk write that failed for a write-concern reason carries it here, not in `code`.
     const wce = (err as { writeConcernError?: { code?: number } }).writeConcernError;
     if (wce) return true;

@@ -19,20 +19,26 @@
 //     past the old end with no entry become null.
 //
 // Two ways to write it, chosen per entry:
-//   - a classic modifier (`$set`/`$unset` with dotted paths), only when that provably yields
-//     the same document. So: no `i` anywhere, because the server's diff calculator also logs
-//     as `i` an existing field that a pipeline moved to the end (a `$set` would leave it in
-//     place); no `l`, which no classic operator can do; and only field names a dotted path can
-//     reach (not empty, no `.`, no leading `$`);
+//   - a classic modifier (`$set`/`$unset` of top-level fields), only when that provably yields
+//     what the applier yields, on any destination document. So: no `i`, because the server's
+//     diff calculator also logs as `i` an existing field that a pipeline moved to the end (a
+//     `$set` would leave it in place); only field names a path can reach (not empty, no `.`, no
+//     leading `$`); and no sub-diff, because a replay (after a crash or a lost server, mmm
+//     applies again from its checkpoint) meets documents already past the entry: where a later
+//     write made a field a scalar, `$set` of a dotted path through it is refused (PathNotViable)
+//     and the whole update with it, its other fields included, and the replay ends different
+//     from the source. The applier, and so the pipeline, puts null there and goes on, as the
+//     server's own oplog application does; the later write then overwrites the null;
 //   - otherwise an aggregation-pipeline update: one `$replaceWith` whose expression rebuilds each
 //     changed object with `$objectToArray` / `$arrayToObject` and each changed array with
 //     `$concatArrays`. Every value from the oplog is wrapped in `$literal`, so a string starting
 //     with `$` or an object with `$` keys is taken as data. The nesting of the expression grows
 //     with the depth of the diff (7 levels per level), not with its number of changes; the server
 //     refuses a command nested deeper than about 200 levels.
-// Both give the source's document when the destination's equals the source's pre-image. On a
-// diverged document (concurrent writes), the pipeline still follows the applier's rules above,
-// while the modifier follows `$set`'s (it creates a missing parent, refuses a scalar one).
+// Both give the source's document when the destination's equals the source's pre-image. On any
+// other document (a replay, concurrent writes) the pipeline follows the applier's rules above;
+// the modifier, top-level only, is never refused and sets the same values, though fields it
+// adds that the document lacked may come in another order (`$set` sorts new fields).
 //
 // The tag: every write carries `__mmm: tag`. A top-level `__mmm` change from the source is
 // dropped, and the tag is set in place if the destination has `__mmm`, else appended last.
@@ -205,29 +211,17 @@ interface ClassicModifier {
   $unset: Document;
 }
 
-/** The diff as `$set`/`$unset` on dotted paths, or undefined if that could differ. */
+/** The diff as `$set`/`$unset` of top-level fields, or undefined if that could differ. */
 function classicModifier(diff: DocumentDiff): ClassicModifier | undefined {
+  if (diff.inserts.length > 0 || diff.subDiffs.length > 0) return undefined;
+  if (![...diff.deletes, ...diff.updates.map(([n]) => n)].every(isPathSafe)) return undefined;
   const modifier: ClassicModifier = { $set: {}, $unset: {} };
   // Object.defineProperty, not `obj[path] =`, so a field named `__proto__` stays a field.
   const put = (target: Document, path: string, value: unknown) =>
     Object.defineProperty(target, path, { value, enumerable: true, writable: true, configurable: true });
-  const walk = (d: Diff, prefix: string): boolean => {
-    if (d.kind === 'array') {
-      if (d.length !== undefined) return false;
-      for (const entry of d.entries) {
-        if ('update' in entry) put(modifier.$set, `${prefix}${entry.index}`, entry.update);
-        else if (!walk(entry.subDiff, `${prefix}${entry.index}.`)) return false;
-      }
-      return true;
-    }
-    if (d.inserts.length > 0) return false;
-    const names = [...d.deletes, ...d.updates.map(([n]) => n), ...d.subDiffs.map(([n]) => n)];
-    if (!names.every(isPathSafe)) return false;
-    for (const name of d.deletes) put(modifier.$unset, prefix + name, '');
-    for (const [name, value] of d.updates) put(modifier.$set, prefix + name, value);
-    return d.subDiffs.every(([name, sub]) => walk(sub, `${prefix}${name}.`));
-  };
-  return walk(diff, '') ? modifier : undefined;
+  for (const name of diff.deletes) put(modifier.$unset, name, '');
+  for (const [name, value] of diff.updates) put(modifier.$set, name, value);
+  return modifier;
 }
 
 /** A field name a dotted path reaches as itself. */

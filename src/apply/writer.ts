@@ -1,7 +1,9 @@
 // Applying: changes in, writes on the destination out, in order, with as few round trips as
 // order allows. Consecutive writes to one collection go out as one ordered bulk write; a run of
 // consecutive deletes goes out as one transaction that tags each document before deleting it
-// (see ../replicate/tag.ts for why a delete needs that).
+// (see ../replicate/tag.ts for why a delete needs that). A replication loop applies its batches
+// through ./parallel.ts, which splits them by document and regroups them, and falls back on
+// applyWrites, in oplog order, when the destination refuses a write.
 //
 // Every write is idempotent, so a batch replayed after a crash converges instead of failing:
 // an insert is an upsert of the whole document (a replayed insert cannot hit a duplicate key),
@@ -59,6 +61,11 @@ export function emptyStats(): ApplyStats {
 export interface ApplyOptions {
   writeConcern: WriteConcernSettings;
   logger: Logger;
+  /**
+   * Throw on the first write the destination refuses instead of logging and skipping it: for
+   * applyInParallel, which then applies the whole batch again, in order.
+   */
+  strict?: boolean;
 }
 
 /**
@@ -68,11 +75,17 @@ export interface ApplyOptions {
  */
 export async function applyWrites(client: MongoClient, writes: readonly DestinationWrite[], options: ApplyOptions): Promise<ApplyStats> {
   const stats = emptyStats();
-  for (const group of consecutiveGroups(writes)) {
-    if (group[0]!.kind === 'delete') await applyDeletes(client, group as DeleteWrite[], options, stats);
-    else await applyBulk(client, group, options, stats);
-  }
+  for (const group of consecutiveGroups(writes)) await applyGroup(client, group, options, stats);
   return stats;
+}
+
+/**
+ * Applies, in order, writes on one namespace that are either all deletes (one transaction) or
+ * none (one ordered bulk write), adding to `stats`.
+ */
+export async function applyGroup(client: MongoClient, group: DestinationWrite[], options: ApplyOptions, stats: ApplyStats): Promise<void> {
+  if (group[0]!.kind === 'delete') await applyDeletes(client, group as DeleteWrite[], options, stats);
+  else await applyBulk(client, group, options, stats);
 }
 
 type DeleteWrite = Extract<DestinationWrite, { kind: 'delete' }>;
@@ -129,7 +142,7 @@ async function applyBulk(client: MongoClient, group: DestinationWrite[], options
       logEach(slice, options.logger);
       return;
     } catch (err) {
-      if (!(err instanceof MongoBulkWriteError) || isTransient(err)) throw err;
+      if (!(err instanceof MongoBulkWriteError) || isTransient(err) || options.strict) throw err;
       // Ordered: everything before the failed index was applied, nothing after it was tried.
       const failedAt = ([] as WriteError[]).concat(err.writeErrors)[0]?.index;
       if (failedAt === undefined) throw err;
@@ -175,7 +188,7 @@ async function applyDeletes(client: MongoClient, group: DeleteWrite[], options: 
     logEach(group, options.logger);
     return;
   } catch (err) {
-    if (group.length === 1 || isTransient(err)) throw err;
+    if (group.length === 1 || isTransient(err) || options.strict) throw err;
   }
   for (const w of group) {
     try {
@@ -191,10 +204,14 @@ async function applyDeletes(client: MongoClient, group: DeleteWrite[], options: 
 
 async function deleteInTransaction(client: MongoClient, group: DeleteWrite[], options: ApplyOptions): Promise<number> {
   const collection = collectionOf(client, group[0]!.ns);
-  const operations = group.flatMap((w): AnyBulkWriteOperation<AnyDocument>[] => [
-    { updateOne: { filter: byId(w.id), update: { $set: { [TAG_FIELD]: w.tag } } } },
-    { deleteOne: { filter: byId(w.id) } },
-  ]);
+  // Every mark first, then every delete: an ordered bulk write sends a run of operations of one
+  // type as one command, so this is two round trips whatever the number of documents (marks
+  // interleaved with deletes would be one round trip each). The reader pairs them all the same
+  // (attributeOrigins in ../replicate/tag.ts).
+  const operations: AnyBulkWriteOperation<AnyDocument>[] = [
+    ...group.map((w) => ({ updateOne: { filter: byId(w.id), update: { $set: { [TAG_FIELD]: w.tag } } } })),
+    ...group.map((w) => ({ deleteOne: { filter: byId(w.id) } })),
+  ];
   const session = client.startSession();
   try {
     let deleted = 0;

@@ -2,7 +2,6 @@
 // or from the one given with -s, after asking. Prompt and output are the original's.
 
 import type { Command } from 'commander';
-import { ReplicationConfigStore } from '../config/store.ts';
 import type { CliContext } from './context.ts';
 import { ask } from './prompt.ts';
 
@@ -27,7 +26,7 @@ export function registerClearConfig(program: Command, context: CliContext): void
       }
       await context.withClients(servers, async (clients) => {
         for (const [i, client] of clients.entries()) {
-          await new ReplicationConfigStore(client).clear();
+          await context.store(client, servers[i]!).clear();
           context.print(`Clear config for ${servers[i]!.name}`);
         }
       });

@@ -4,10 +4,11 @@
 
 import type { Command } from 'commander';
 import type { MongoClient } from 'mongodb';
+import { metadataStoreOptions, ReplicationConfigStore } from '../config/store.ts';
 import { connectServer } from '../connect.ts';
 import { UsageError } from '../errors.ts';
-import { createLogger, type Logger, type LogLevel } from '../log.ts';
-import type { ServerSpec, Topology } from '../topology.ts';
+import { createLogger, defaultLogFormat, type LogFormat, type Logger, type LogLevel } from '../log.ts';
+import { Topology, type ServerSpec } from '../topology.ts';
 import { loadTopology } from '../topology-file.ts';
 
 export interface CliIO {
@@ -20,8 +21,12 @@ export interface CliIO {
 export interface GlobalOptions {
   config: string;
   logLevel: LogLevel;
+  /** Unset: pretty when stderr is a terminal, json otherwise. */
+  logFormat?: LogFormat;
   /** Seconds to wait for each server. */
   connectTimeout: number;
+  /** The database of every server's metadata, over the topology file's `metadata_db`. */
+  metadataDb?: string;
 }
 
 export class CliContext {
@@ -39,10 +44,22 @@ export class CliContext {
     return this.program.opts<GlobalOptions>();
   }
 
-  /** The topology file given with -c, loaded on first use. Throws ConfigError. */
+  /**
+   * The topology file given with -c, loaded on first use, with --metadata-db (if given) as
+   * every server's metadata database. Throws ConfigError.
+   */
   topology(): Topology {
-    this.loadedTopology ??= loadTopology(this.options.config);
+    if (!this.loadedTopology) {
+      const loaded = loadTopology(this.options.config);
+      const { metadataDb } = this.options;
+      this.loadedTopology = metadataDb === undefined ? loaded : new Topology(loaded.servers.map((s) => ({ ...s, metadataDb })));
+    }
     return this.loadedTopology;
+  }
+
+  /** The links and checkpoints `server` keeps, read and written through `client`. */
+  store(client: MongoClient, server: ServerSpec): ReplicationConfigStore {
+    return new ReplicationConfigStore(client, metadataStoreOptions(server));
   }
 
   /** The server the topology calls `name`; `option` names where the user wrote it. */
@@ -57,7 +74,7 @@ export class CliContext {
   }
 
   logger(): Logger {
-    this.createdLogger ??= createLogger(this.options.logLevel);
+    this.createdLogger ??= createLogger(this.options.logLevel, this.options.logFormat ?? defaultLogFormat(this.io.stderr as { isTTY?: boolean }));
     return this.createdLogger;
   }
 

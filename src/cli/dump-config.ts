@@ -2,8 +2,7 @@
 // The output is the original's, byte for byte.
 
 import type { Command } from 'commander';
-import type { MongoClient } from 'mongodb';
-import { ReplicationConfigStore, type SourceConfig } from '../config/store.ts';
+import type { ReplicationConfigStore, SourceConfig } from '../config/store.ts';
 import { StoredConfigError } from '../errors.ts';
 import { redactUri, type ServerSpec, type Topology } from '../topology.ts';
 import type { CliContext } from './context.ts';
@@ -15,15 +14,15 @@ export function registerDumpConfig(program: Command, context: CliContext): void 
     .action(async () => {
       const topology = context.topology();
       const configs = await context.withClients(topology.servers, (clients) =>
-        Promise.all(clients.map((client, i) => sourcesOn(client, topology.servers[i]!))),
+        Promise.all(clients.map((client, i) => sourcesOn(context.store(client, topology.servers[i]!), topology.servers[i]!))),
       );
       context.io.stdout.write(formatReplicationConfig(topology, configs));
     });
 }
 
-async function sourcesOn(client: MongoClient, server: ServerSpec): Promise<SourceConfig[]> {
+async function sourcesOn(store: ReplicationConfigStore, server: ServerSpec): Promise<SourceConfig[]> {
   try {
-    return await new ReplicationConfigStore(client).sources();
+    return await store.sources();
   } catch (err) {
     // The store cannot tell which server it reads; the user needs to know.
     if (err instanceof StoredConfigError) throw new StoredConfigError(`${server.name}: ${err.message}`, { cause: err });

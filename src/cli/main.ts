@@ -6,12 +6,15 @@ import { inspect } from 'node:util';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { CONNECT_DEFAULTS } from '../connect.ts';
 import { MmmError } from '../errors.ts';
-import type { LogLevel } from '../log.ts';
+import { LOG_FORMATS, type LogLevel } from '../log.ts';
+import { metadataDatabaseProblem } from '../namespace.ts';
 import { registerClearConfig } from './clear-config.ts';
 import { CliContext, type CliIO } from './context.ts';
 import { registerDumpConfig } from './dump-config.ts';
 import { registerReplicate, registerUnreplicate } from './replicate.ts';
+import { registerResetCheckpoint } from './reset-checkpoint.ts';
 import { registerRun } from './run.ts';
+import { registerStatus } from './status.ts';
 
 /** Adds one command (or a few) to the program. */
 export type RegisterCommand = (program: Command, context: CliContext) => void;
@@ -22,7 +25,9 @@ const COMMANDS: readonly RegisterCommand[] = [
   registerClearConfig,
   registerReplicate,
   registerUnreplicate,
+  registerResetCheckpoint,
   registerRun,
+  registerStatus,
 ];
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -33,7 +38,8 @@ const EXIT_STATUS_HELP = `
 Exit status:
   0  success
   1  a runtime failure: a server unreachable, credentials refused, not a
-     replica set, ...
+     replica set, a run with no link left running (each link's error is
+     logged), ...
   2  a usage or configuration error: a bad option, namespace or ops, an
      unknown server, a bad topology file`;
 
@@ -57,9 +63,20 @@ function createProgram(io: CliIO): Command {
       .requiredOption('-c, --config <file>', 'the topology file (YAML): each server name with its id and uri')
       .addOption(new Option('--log-level <level>', 'how much to log, to stderr').choices(LOG_LEVELS).default('info'))
       .addOption(
+        new Option('--log-format <format>', 'json lines, or readable lines (default: pretty on a terminal, json otherwise)').choices(
+          LOG_FORMATS,
+        ),
+      )
+      .addOption(
         new Option('--connect-timeout <seconds>', 'how long to wait for each server')
           .argParser(parseSeconds)
           .default(CONNECT_DEFAULTS.timeoutMS / 1000),
+      )
+      .addOption(
+        new Option(
+          '--metadata-db <name>',
+          "keep links and checkpoints in NAME.mmm on every server; a replicated database survives a failover (default: the topology file's metadata_db, or local)",
+        ).argParser(parseMetadataDb),
       )
       .addHelpText('after', EXIT_STATUS_HELP)
       // Errors are thrown to main, which prints them as one line: commander prints nothing on
@@ -77,6 +94,12 @@ function parseSeconds(value: string): number {
   const seconds = Number(value);
   if (seconds > 0 && Number.isFinite(seconds)) return seconds;
   throw new InvalidArgumentError('expected a positive number of seconds.');
+}
+
+function parseMetadataDb(value: string): string {
+  const problem = metadataDatabaseProblem(value);
+  if (problem) throw new InvalidArgumentError(`${problem}.`);
+  return value;
 }
 
 function reportError(err: unknown, io: CliIO, logLevel: LogLevel | undefined): number {

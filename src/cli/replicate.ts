@@ -1,8 +1,9 @@
 // `mmm replicate` and `mmm unreplicate`: add, change or remove one link, which the destination
-// server stores. Everything is checked before connecting, so bad input writes nothing.
+// server stores (`replicate` also reaches the source, to check it can be read). Everything is
+// checked before connecting, so bad input writes nothing.
 
 import type { Command } from 'commander';
-import { parseOps, ReplicationConfigStore } from '../config/store.ts';
+import { metadataNamespace, parseOps } from '../config/store.ts';
 import { UsageError } from '../errors.ts';
 import { parseServerNamespace } from '../namespace.ts';
 import type { ServerSpec } from '../topology.ts';
@@ -23,8 +24,10 @@ export function registerReplicate(program: Command, context: CliContext): void {
     .action(async (options: LinkOptions & { ops: string }) => {
       const link = resolveLink(context, options);
       const ops = parseOps(options.ops);
-      const result = await context.withClients([link.destination], ([client]) =>
-        new ReplicationConfigStore(client!).addLink(link.source.id, { src: link.src, dst: link.dst, ops }),
+      // The source is reached too, though nothing is written there: a link from a server mmm
+      // cannot read (unreachable, credentials refused, no oplog) is refused now, not at run time.
+      const result = await context.withClients([link.destination, link.source], ([client]) =>
+        context.store(client!, link.destination).addLink(link.source.id, { src: link.src, dst: link.dst, ops }),
       );
       context.logger().debug({ src: options.src, dst: options.dst, ops }, `link ${result}`);
     });
@@ -39,7 +42,7 @@ export function registerUnreplicate(program: Command, context: CliContext): void
     .action(async (options: LinkOptions) => {
       const link = resolveLink(context, options);
       const removed = await context.withClients([link.destination], ([client]) =>
-        new ReplicationConfigStore(client!).removeLink(link.source.id, link.src, link.dst),
+        context.store(client!, link.destination).removeLink(link.source.id, link.src, link.dst),
       );
       if (!removed) throw new UsageError(`there is no link from ${options.src} to ${options.dst}`);
     });
@@ -62,6 +65,16 @@ function resolveLink(context: CliContext, options: LinkOptions): ResolvedLink {
   const destination = context.server(dst.server, '--dst');
   if (source === destination && src.ns === dst.ns) {
     throw new UsageError(`--src and --dst are the same collection (${options.src}): a link needs two`);
+  }
+  if (source === destination) {
+    // A write is never applied to the server it came from (loop breaking): such a link would copy nothing.
+    throw new UsageError(`--src and --dst are on the same server (${source.name}): mmm replicates between servers`);
+  }
+  // With metadata in a replicated database, its collection is an ordinary one to the checks above.
+  for (const [label, server, ns] of [['--src', source, src.ns], ['--dst', destination, dst.ns]] as const) {
+    if (ns === metadataNamespace(server)) {
+      throw new UsageError(`${label} ${JSON.stringify(`${server.name}/${ns}`)}: mmm keeps its links and checkpoints there, so it cannot be replicated`);
+    }
   }
   return { source, destination, src: src.ns, dst: dst.ns };
 }

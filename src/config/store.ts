@@ -1,8 +1,10 @@
 // The replication config a destination server keeps about itself, in `local.mmm` as the
-// original did: one document per source server,
+// original did (or `<metadata_db>.mmm`, replicated, to survive a failover): one document per
+// source server,
 //
 //   {_id: <source UUID, BSON binary subtype 4>, checkpoint: <Timestamp, once run has set it>,
-//    replication: [{dst: 'db.coll', src: 'db.coll', ops: 'iud', created: Date}, ...]}
+//    replication: [{dst: 'db.coll', src: 'db.coll', ops: 'iud', created: Date}, ...],
+//    status: <what the last run recorded about this loop; see ../status/record.ts>}
 //
 // Every change is one single-document update, which MongoDB applies atomically, so no reader
 // ever sees half a change. `local` is not replicated, so the server refuses retryable writes
@@ -12,6 +14,8 @@
 import { Binary, MongoServerError, Timestamp, UUID, type Collection, type MongoClient } from 'mongodb';
 import { StoredConfigError, UsageError } from '../errors.ts';
 import { parseNamespace } from '../namespace.ts';
+import type { ServerSpec } from '../topology.ts';
+import { parseLoopStatus, type LoopStatusRecord } from '../status/record.ts';
 
 /** One replicated collection: changes to `src` on the source server are applied to `dst` here. */
 export interface Link {
@@ -32,6 +36,8 @@ export interface SourceConfig {
   checkpoint?: Timestamp;
   /** In the order they were first added. */
   links: Link[];
+  /** What the last run recorded about its loop from this source; absent before any run. */
+  status?: LoopStatusRecord;
 }
 
 export interface ConfigStoreOptions {
@@ -39,10 +45,29 @@ export interface ConfigStoreOptions {
   collection?: string;
 }
 
+/** What a running replication wants to hear from the store. */
+export interface ConfigStoreHooks {
+  /**
+   * A checkpoint found no document to go in: this server no longer holds the links from
+   * `sourceId` (a failover to a member whose `local.mmm` never had them, or clear-config).
+   */
+  onMissing?: (sourceId: string) => void;
+}
+
 export const CONFIG_STORE_DEFAULTS = {
   database: 'local',
   collection: 'mmm',
 } as const satisfies Required<ConfigStoreOptions>;
+
+/** Where `server` keeps its links and checkpoints: its `metadataDb`, or `local`. */
+export function metadataStoreOptions(server: Pick<ServerSpec, 'metadataDb'>): ConfigStoreOptions {
+  return server.metadataDb === undefined ? {} : { database: server.metadataDb };
+}
+
+/** The namespace of `server`'s metadata, `local.mmm` unless its topology entry says otherwise. */
+export function metadataNamespace(server: Pick<ServerSpec, 'metadataDb'>): string {
+  return `${server.metadataDb ?? CONFIG_STORE_DEFAULTS.database}.${CONFIG_STORE_DEFAULTS.collection}`;
+}
 
 const OPS = 'iud';
 /** Duplicate key: another writer inserted the same source document first. */
@@ -52,6 +77,7 @@ interface SourceDocument {
   _id: Binary;
   checkpoint?: Timestamp;
   replication: Link[];
+  status?: unknown;
 }
 
 /** `ops` in canonical order (`ui` -> `iu`); UsageError unless a non-empty subset of `iud`. */
@@ -67,11 +93,16 @@ export class ReplicationConfigStore {
   private readonly collection: Collection<SourceDocument>;
   /** `local.mmm` unless told otherwise: for error messages. */
   private readonly namespace: string;
+  private readonly onMissing: ((sourceId: string) => void) | undefined;
 
-  constructor(client: MongoClient, options: ConfigStoreOptions = {}) {
+  constructor(client: MongoClient, options: ConfigStoreOptions & ConfigStoreHooks = {}) {
     const { database, collection } = { ...CONFIG_STORE_DEFAULTS, ...options };
-    this.collection = client.db(database).collection<SourceDocument>(collection);
+    // In a replicated database, majority: a failover must not roll back a checkpoint or a link.
+    // (`local` is this member's own; there the server's default applies.)
+    const writeConcern = database === 'local' ? {} : { writeConcern: { w: 'majority' as const } };
+    this.collection = client.db(database).collection<SourceDocument>(collection, writeConcern);
     this.namespace = `${database}.${collection}`;
+    this.onMissing = options.onMissing;
   }
 
   /** Every source this server replicates from, in the order the server returns them. */
@@ -123,14 +154,32 @@ export class ReplicationConfigStore {
     await this.collection.deleteMany({});
   }
 
+  /** What this server replicates from `sourceId`; undefined if it has no links from it. */
+  async source(sourceId: string): Promise<SourceConfig | undefined> {
+    const doc = await this.collection.findOne({ _id: toBinary(sourceId) });
+    return doc ? toSourceConfig(doc, this.namespace) : undefined;
+  }
+
   async checkpoint(sourceId: string): Promise<Timestamp | undefined> {
     const doc = await this.collection.findOne({ _id: toBinary(sourceId) });
     return doc ? toSourceConfig(doc, this.namespace).checkpoint : undefined;
   }
 
-  /** Records where replication from `sourceId` stopped; does nothing once its last link is gone. */
+  /** Records where replication from `sourceId` stopped; once its last link is gone, does nothing but call onMissing. */
   async saveCheckpoint(sourceId: string, ts: Timestamp): Promise<void> {
-    await this.collection.updateMany({ _id: toBinary(sourceId) }, { $set: { checkpoint: ts } });
+    const result = await this.collection.updateMany({ _id: toBinary(sourceId) }, { $set: { checkpoint: ts } });
+    if (result.matchedCount === 0) this.onMissing?.(sourceId);
+  }
+
+  /**
+   * Replaces the run's status record of the loop from `sourceId`, its heartbeat set to this
+   * server's clock; does nothing once the source's last link is gone. A pipeline update, for
+   * `$$NOW`; `$literal` keeps a `$` in an error message from reading as a field path.
+   */
+  async saveStatus(sourceId: string, status: Omit<LoopStatusRecord, 'heartbeat'>): Promise<void> {
+    await this.collection.updateMany({ _id: toBinary(sourceId) }, [
+      { $set: { status: { $mergeObjects: [{ $literal: status }, { heartbeat: '$$NOW' }] } } },
+    ]);
   }
 }
 
@@ -141,7 +190,7 @@ function toBinary(sourceId: string): Binary {
 
 /** Checks a stored document, so that a hand-edited one fails with a clear message, not later. */
 function toSourceConfig(doc: SourceDocument, namespace: string): SourceConfig {
-  const { _id, checkpoint, replication } = doc as Partial<Record<keyof SourceDocument, unknown>>;
+  const { _id, checkpoint, replication, status: recorded } = doc as Partial<Record<keyof SourceDocument, unknown>>;
   const fail = (problem: string) =>
     new StoredConfigError(`${namespace} holds a document mmm cannot read (${JSON.stringify(doc)}): ${problem}`);
   if (!(_id instanceof Binary && _id.sub_type === Binary.SUBTYPE_UUID && _id.length() === 16)) {
@@ -152,7 +201,8 @@ function toSourceConfig(doc: SourceDocument, namespace: string): SourceConfig {
     throw fail('replication is not a list of {dst, src, ops, created}');
   }
   const links = replication.map(({ src, dst, ops, created }) => ({ src, dst, ops, created }));
-  return { sourceId: _id.toUUID().toHexString(), ...(checkpoint && { checkpoint }), links };
+  const status = parseLoopStatus(recorded);
+  return { sourceId: _id.toUUID().toHexString(), ...(checkpoint && { checkpoint }), links, ...(status && { status }) };
 }
 
 function isLink(value: unknown): value is Link {

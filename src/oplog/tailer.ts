@@ -53,6 +53,8 @@ export class OplogTailer {
         batchSize: this.options.batchSize,
         // Keep numeric BSON types as they are, so a double is written back as a double.
         promoteValues: false,
+        // The server only stores valid UTF-8; checking it again costs a good part of decoding.
+        enableUtf8Validation: false,
       },
     );
     try {

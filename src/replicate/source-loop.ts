@@ -8,14 +8,18 @@
 
 import type { MongoClient, Timestamp } from 'mongodb';
 import { MongoServerError } from 'mongodb';
-import { applyWrites, emptyStats, planWrite, type ApplyStats } from '../apply/writer.ts';
-import { isTransient } from '../apply/transient.ts';
-import type { Link, ReplicationConfigStore } from '../config/store.ts';
+import { applyInParallel } from '../apply/parallel.ts';
+import { emptyStats, planWrite, type ApplyStats, type DestinationWrite } from '../apply/writer.ts';
+import { abortAbandonedTransactions } from '../apply/abandoned.ts';
+import { isTransient, serverErrorCode } from '../apply/transient.ts';
+import { metadataNamespace, type Link, type ReplicationConfigStore } from '../config/store.ts';
 import { OplogRolledOverError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { formatTs, OplogDecoder, type SkippedCommand } from '../oplog/decode.ts';
+import { OplogTailerSkipping } from '../oplog/skip-namespace.ts';
 import { OplogTailer } from '../oplog/tailer.ts';
 import type { ServerSpec } from '../topology.ts';
+import { ReadAheadQueue } from './read-ahead.ts';
 import { Router } from './route.ts';
 import type { ReplicationSettings } from './settings.ts';
 import { attributeOrigins } from './tag.ts';
@@ -63,6 +67,23 @@ export interface LoopObserver {
   batch?(report: BatchReport): void;
   /** The source had nothing new for a while: the loop is caught up. */
   idle?(): void;
+  /**
+   * The loop has ended: finish what is in flight (a last status write). The runner awaits it
+   * before closing the connections.
+   */
+  close?(): Promise<void>;
+}
+
+/** One cursor batch, read and planned, waiting to be applied. */
+interface ReadBatch {
+  /** An empty batch: the source had nothing new. */
+  idle: boolean;
+  /** Oplog entries read. */
+  weight: number;
+  writes: DestinationWrite[];
+  /** The position a restart may resume from once these writes (and all before) are applied. */
+  safe: Timestamp;
+  lastWall?: Date;
 }
 
 export class SourceLoop {
@@ -79,25 +100,43 @@ export class SourceLoop {
       sourceId: options.source.id,
       linksBySource: options.linksBySource,
     });
-    this.tailer = new OplogTailer(options.sourceClient, options.settings);
+    // Metadata in a replicated database puts mmm's own writes in the oplog (../oplog/skip-namespace.ts).
+    const { metadataDb } = options.source;
+    this.tailer =
+      metadataDb === undefined || metadataDb === 'local'
+        ? new OplogTailer(options.sourceClient, options.settings)
+        : new OplogTailerSkipping(options.sourceClient, options.settings, metadataNamespace(options.source));
     this.log = options.logger.child({ source: options.source.name, destination: options.destination.name });
     this.observer = options.observer ?? {};
   }
 
-  /** Runs until `signal` is aborted (resolves 'stopped') or a failure that retrying cannot mend. */
+  /**
+   * Runs until `signal` is aborted (resolves 'stopped') or a failure that retrying cannot mend.
+   *
+   * A transient failure (a server down, stepping down, unreachable) is retried from the last
+   * checkpoint, after a wait that doubles from `retryInitialMs` up to `retryMaxMs`; each attempt
+   * blocks as long as the driver's server selection timeout. It logs one warning when the link
+   * loses a server and one line when the link works again, with a debug line per retry between.
+   */
   async run(signal: AbortSignal): Promise<LoopOutcome> {
-    this.logLinks('link started');
     this.observer.state?.('running');
     const { settings } = this.options;
     let delay = settings.retryInitialMs;
-    let lost: unknown;
+    let lost: Error | undefined;
     let position: Timestamp | undefined;
     while (!signal.aborted) {
       try {
-        position ??= await this.startingPosition();
+        if (position === undefined) {
+          position = await this.startingPosition();
+          // Only now: a write made on the source from here on is replicated.
+          this.logLinks('link started', { checkpoint: formatTs(position) });
+        } else if (lost !== undefined) {
+          // A batch with nothing to apply never touches the destination: check it is back too.
+          await this.checkDestination();
+        }
         for await (const _ of this.follow(position, signal, (p) => (position = p))) {
           if (lost !== undefined) {
-            this.log.info('link recovered');
+            this.log.info({ checkpoint: formatTs(position) }, 'link recovered');
             this.observer.state?.('running');
             lost = undefined;
             delay = settings.retryInitialMs;
@@ -105,13 +144,14 @@ export class SourceLoop {
         }
       } catch (err) {
         if (signal.aborted) break;
-        const error = this.explain(err, position);
+        const error = await this.explain(err, position);
         if (!isTransient(error)) {
           this.logLinks('link failed', error);
           this.observer.state?.('failed', error);
           return { state: 'failed', error };
         }
         if (lost === undefined) this.log.warn({ err: error.message }, `link lost its server; retrying`);
+        this.log.debug({ err: error.message, error: error.name, ...errorCode(error), retryInMs: delay }, 'retrying');
         this.observer.state?.('retrying', error);
         lost = error;
         await sleep(delay, signal);
@@ -136,35 +176,99 @@ export class SourceLoop {
   /**
    * Reads and applies from `position` on; yields after each batch (empty ones included) so
    * `run` can tell a working link from a failing one, and reports each new checkpoint.
+   *
+   * Two stages joined by a bounded queue: a reader that reads, decodes, routes and plans the
+   * writes of each cursor batch, up to `readAheadEntries` entries ahead, and this applier, which
+   * takes whatever has been read (up to `applyBatchWrites` writes), applies it in parallel
+   * partitions, and only then records the checkpoint: the position after the last entry taken,
+   * all of whose writes are acknowledged (recorded while the next batch is applied). A full
+   * queue stops the reader (backpressure).
    */
   private async *follow(position: Timestamp, signal: AbortSignal, checkpointed: (p: Timestamp) => void): AsyncGenerator<void> {
     const { store, source, destinationClient, settings } = this.options;
     const oldest = await this.tailer.oldest();
     if (oldest.greaterThan(position)) throw this.rolledOver(position, oldest);
-    const decoder = new OplogDecoder(position);
-    for await (const entries of this.tailer.batches(position, signal)) {
-      if (entries.length === 0) {
-        this.observer.idle?.();
-        yield;
-        continue;
-      }
-      const decoded = decoder.decode(entries);
-      this.reportCommands(decoded.commands);
-      const writes = attributeOrigins(decoded.changes)
-        .flatMap((change) => this.router.route(change))
-        .map((routed) => planWrite(routed.change, routed.ns, routed.tag));
-      const stats = writes.length > 0
-        ? await applyWrites(destinationClient, writes, { writeConcern: settings.writeConcern, logger: this.log })
-        : emptyStats();
-      const safe = decoder.safePosition;
-      if (!safe.equals(position)) {
-        await store.saveCheckpoint(source.id, safe);
+    const queue = new ReadAheadQueue<ReadBatch>(settings.readAheadEntries);
+    const reading = new AbortController();
+    const stopReading = () => reading.abort();
+    signal.addEventListener('abort', stopReading, { once: true });
+    const reader = this.read(position, reading.signal, queue);
+    let recording: Promise<void> = Promise.resolve();
+    try {
+      while (!signal.aborted) {
+        let writes = -1;
+        const taken = await queue.take((so, next) => {
+          if (writes < 0) writes = so[0]!.writes.length;
+          if (so[0]!.idle || next.idle || writes + next.writes.length > settings.applyBatchWrites) return false;
+          writes += next.writes.length;
+          return true;
+        });
+        if (taken.length === 0) return; // reading ended: the signal was aborted
+        const last = taken[taken.length - 1]!;
+        if (last.idle) {
+          await recording; // a failed checkpoint write fails the loop here
+          if (queue.size === 0) this.observer.idle?.();
+          yield;
+          continue;
+        }
+        const planned = taken.length === 1 ? last.writes : taken.flatMap((b) => b.writes);
+        const stats = planned.length > 0
+          ? await applyInParallel(destinationClient, planned, {
+              writeConcern: settings.writeConcern,
+              logger: this.log,
+              partitions: settings.applyPartitions,
+            })
+          : emptyStats();
+        // Every write up to `last.safe` is acknowledged: record it. The write goes on while the
+        // next batch is applied (one round trip less per batch); checkpoints stay in order, as
+        // the next one waits for this one.
+        await recording;
+        const entries = taken.reduce((sum, b) => sum + b.weight, 0);
+        const report = { entries, stats, ...(last.lastWall ? { lastWall: last.lastWall } : {}) };
+        const safe = last.safe;
+        const moved = !safe.equals(position);
         position = safe;
-        checkpointed(safe);
+        recording = (async () => {
+          if (moved) {
+            await store.saveCheckpoint(source.id, safe);
+            checkpointed(safe);
+          }
+          this.observer.batch?.({ ...report, checkpoint: safe });
+        })();
+        // Awaited before the next checkpoint or idle report, and when the loop ends.
+        recording.catch(() => undefined);
+        yield;
       }
-      const lastWall = entries[entries.length - 1]!.wall;
-      this.observer.batch?.({ entries: entries.length, stats, checkpoint: position, ...(lastWall ? { lastWall } : {}) });
-      yield;
+      await recording;
+    } finally {
+      reading.abort();
+      signal.removeEventListener('abort', stopReading);
+      queue.close();
+      await Promise.all([reader, recording.catch(() => undefined)]);
+    }
+  }
+
+  /** The reading stage of follow(): fills `queue` until `signal` is aborted or reading fails. */
+  private async read(after: Timestamp, signal: AbortSignal, queue: ReadAheadQueue<ReadBatch>): Promise<void> {
+    const decoder = new OplogDecoder(after);
+    try {
+      for await (const entries of this.tailer.batches(after, signal)) {
+        if (entries.length === 0) {
+          if (!(await queue.push({ idle: true, weight: 0, writes: [], safe: decoder.safePosition }))) return;
+          continue;
+        }
+        const decoded = decoder.decode(entries);
+        this.reportCommands(decoded.commands);
+        const writes = attributeOrigins(decoded.changes)
+          .flatMap((change) => this.router.route(change))
+          .map((routed) => planWrite(routed.change, routed.ns, routed.tag));
+        const lastWall = entries[entries.length - 1]!.wall;
+        const batch: ReadBatch = { idle: false, weight: entries.length, writes, safe: decoder.safePosition, ...(lastWall ? { lastWall } : {}) };
+        if (!(await queue.push(batch))) return;
+      }
+      queue.end();
+    } catch (err) {
+      queue.fail(err);
     }
   }
 
@@ -180,9 +284,25 @@ export class SourceLoop {
     }
   }
 
-  private explain(err: unknown, position: Timestamp | undefined): Error {
-    if (err instanceof MongoServerError && err.code === CAPPED_POSITION_LOST && position) {
-      return this.rolledOver(position, undefined);
+  /**
+   * After a lost server: a read on the destination's primary, so that recovery means both sides
+   * answer. Then the transactions this loop's lost connections may have left open there, which
+   * would hold up the replay of their deletes for a minute (../apply/abandoned.ts).
+   */
+  private async checkDestination(): Promise<void> {
+    const { store, source, destinationClient } = this.options;
+    await store.checkpoint(source.id);
+    const aborted = await abortAbandonedTransactions(destinationClient).catch((err: unknown) => {
+      this.log.debug({ err: (err as Error).message }, 'could not look for transactions mmm had left open');
+      return 0;
+    });
+    if (aborted > 0) this.log.info({ transactions: aborted }, 'aborted transactions mmm had left open');
+  }
+
+  private async explain(err: unknown, position: Timestamp | undefined): Promise<Error> {
+    if (err instanceof MongoServerError && serverErrorCode(err) === CAPPED_POSITION_LOST && position) {
+      const oldest = await this.tailer.oldest().catch(() => undefined);
+      return this.rolledOver(position, oldest);
     }
     return err instanceof Error ? err : new Error(String(err));
   }
@@ -190,20 +310,29 @@ export class SourceLoop {
   private rolledOver(checkpoint: Timestamp, oldest: Timestamp | undefined): OplogRolledOverError {
     const { source, destination } = this.options;
     return new OplogRolledOverError(
-      `the oplog of ${source.name} no longer holds the checkpoint of ${destination.name} ` +
-        `(checkpoint ${formatTs(checkpoint)}${oldest ? `, oldest entry ${formatTs(oldest)}` : ''}): ` +
-        `changes in between are lost to mmm; copy the collections again, then reset the checkpoint`,
+      `the oplog of ${source.name} no longer holds the checkpoint of ${destination.name} for it ` +
+        `(checkpoint ${formatTs(checkpoint)}, oldest entry ${oldest ? formatTs(oldest) : 'unknown'}): ` +
+        `changes made on ${source.name} in between are lost to mmm, so its links into ${destination.name} stop. ` +
+        `To recover: run \`mmm reset-checkpoint --src ${source.name} --dst ${destination.name}\`, ` +
+        `copy the replicated collections from ${source.name} to ${destination.name} again (e.g. mongodump/mongorestore), then restart \`mmm run\``,
     );
   }
 
-  private logLinks(message: string, error?: Error): void {
+  /** One line per link: `detail` is the error of a failed link, or more fields. */
+  private logLinks(message: string, detail?: Error | Record<string, string>): void {
     const { source, destination } = this.options;
     for (const link of this.links) {
       const fields = { src: `${source.name}/${link.src}`, dst: `${destination.name}/${link.dst}`, ops: link.ops };
-      if (error) this.log.error({ ...fields, err: error.message }, message);
-      else this.log.info(fields, message);
+      if (detail instanceof Error) this.log.error({ ...fields, err: detail.message, ...errorCode(detail) }, message);
+      else this.log.info({ ...fields, ...detail }, message);
     }
   }
+}
+
+/** The server's error code, for the log: it tells apart errors whose messages look alike. */
+function errorCode(error: Error): { code?: number } {
+  const code = serverErrorCode(error);
+  return code === undefined ? {} : { code };
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

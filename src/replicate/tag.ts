@@ -62,28 +62,49 @@ function isTagOnlyUpdate(change: Change): boolean {
   return (sections[0] === 'u' || sections[0] === 'i') && Object.keys(section).length === 1 && TAG_FIELD in section;
 }
 
-function sameDocument(a: Change, b: Change): boolean {
-  return a.ns === b.ns && a.ts.equals(b.ts) && sameId(a.op === 'u' ? a.o2?._id : a.o._id, b.o._id);
-}
-
-/** Equality of two `_id` values as BSON (type and bytes), the way the server compares them. */
-function sameId(a: unknown, b: unknown): boolean {
-  return Buffer.from(BSON.serialize({ v: a })).equals(BSON.serialize({ v: b }));
+/** The document a change writes, as a key: equal keys for `_id`s equal as BSON (type and bytes). */
+function documentKey(change: Change): string {
+  const id = change.op === 'u' ? change.o2?._id : change.o._id;
+  return `${change.ns}\u0000${Buffer.from(BSON.serialize({ v: id })).toString('base64')}`;
 }
 
 /**
- * Attributes each change to its origin. A tag-only update immediately followed, in the same
- * oplog entry, by a delete of the same document is mmm's mark: it is dropped, and the delete
- * inherits its origin.
+ * Attributes each change to its origin. A tag-only update of a document followed, in the same
+ * oplog entry and with no other change to that document in between, by its delete is mmm's
+ * mark: it is dropped, and the delete inherits its origin. (mmm writes the marks of a run of
+ * deletes first and the deletes after, two commands in one transaction; older versions wrote
+ * each mark right before its delete. Both read the same.)
  */
 export function attributeOrigins(changes: readonly Change[]): AttributedChange[] {
-  const out: AttributedChange[] = [];
+  // Pass 1: pair each delete with its mark. Keys are only computed within an entry (same `ts`)
+  // that holds a tag-only update, so plain entries cost nothing here.
+  const markOf = new Map<number, number>();
+  const marks = new Set<number>();
+  let pending = new Map<string, number>();
   for (let k = 0; k < changes.length; k++) {
     const change = changes[k]!;
-    const next = changes[k + 1];
-    if (next?.op === 'd' && isTagOnlyUpdate(change) && sameDocument(change, next)) {
-      out.push({ ...next, origin: tagOrigin(updateTag(change.o)) });
-      k++;
+    if (k > 0 && pending.size > 0 && !change.ts.equals(changes[k - 1]!.ts)) pending = new Map();
+    if (isTagOnlyUpdate(change)) {
+      pending.set(documentKey(change), k);
+      continue;
+    }
+    if (pending.size === 0) continue;
+    const key = documentKey(change);
+    const mark = pending.get(key);
+    if (mark === undefined) continue;
+    pending.delete(key);
+    if (change.op === 'd') {
+      markOf.set(k, mark);
+      marks.add(mark);
+    }
+  }
+  const out: AttributedChange[] = [];
+  for (let k = 0; k < changes.length; k++) {
+    if (marks.has(k)) continue;
+    const change = changes[k]!;
+    const mark = markOf.get(k);
+    if (mark !== undefined) {
+      out.push({ ...change, origin: tagOrigin(updateTag(changes[mark]!.o)) });
       continue;
     }
     const tag = change.op === 'i' ? change.o[TAG_FIELD] : change.op === 'u' ? updateTag(change.o) : undefined;

@@ -1,0 +1,119 @@
+// Prometheus metrics of a run (prom-client), one registry per run. Counters and gauges are per
+// loop, labelled with its destination and source server names: a loop's links share them, as
+// mmm applies a source's oplog for all of them at once. Also the process's defaults (CPU,
+// memory, event loop lag, ...), as prom-client collects them.
+
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { BatchReport, LoopObserver, LoopState } from '../replicate/source-loop.ts';
+import type { LoopProgress } from '../status/progress.ts';
+
+type LoopLabels = { destination: string; source: string };
+
+const LOOP_LABELS = ['destination', 'source'] as const;
+const STATES: readonly LoopState[] = ['running', 'retrying', 'stopped', 'failed'];
+
+export class ReplicationMetrics {
+  readonly registry = new Registry();
+  private readonly loops: Array<{ labels: LoopLabels; progress: LoopProgress }> = [];
+
+  private readonly applied = new Counter({
+    name: 'mmm_operations_applied_total',
+    help: 'Writes applied on the destination, by kind: i insert, u update, d delete',
+    labelNames: [...LOOP_LABELS, 'op'],
+    registers: [this.registry],
+  });
+  private readonly missed = new Counter({
+    name: 'mmm_updates_missed_total',
+    help: 'Updates whose document the destination did not have',
+    labelNames: LOOP_LABELS,
+    registers: [this.registry],
+  });
+  private readonly entries = new Counter({
+    name: 'mmm_oplog_entries_read_total',
+    help: 'Source oplog entries read, replicated or not',
+    labelNames: LOOP_LABELS,
+    registers: [this.registry],
+  });
+  private readonly batchEntries = new Histogram({
+    name: 'mmm_batch_entries',
+    help: 'Oplog entries per batch read and applied (its count is the number of batches)',
+    labelNames: LOOP_LABELS,
+    buckets: [1, 2, 5, 10, 50, 100, 500, 1000, 5000],
+    registers: [this.registry],
+  });
+  private readonly errors = new Counter({
+    name: 'mmm_errors_total',
+    help: 'Errors: transient (the loop retries), fatal (the loop stopped), refused_write (one write skipped)',
+    labelNames: [...LOOP_LABELS, 'kind'],
+    registers: [this.registry],
+  });
+  private readonly retries = new Counter({
+    name: 'mmm_retries_total',
+    help: 'Times a loop lost a server and waited to retry',
+    labelNames: LOOP_LABELS,
+    registers: [this.registry],
+  });
+  private readonly state = new Gauge({
+    name: 'mmm_loop_state',
+    help: 'The state of each loop: 1 for the one it is in (running, retrying, stopped, failed), 0 for the others',
+    labelNames: [...LOOP_LABELS, 'state'],
+    registers: [this.registry],
+  });
+  private readonly checkpoint = new Gauge({
+    name: 'mmm_checkpoint_timestamp_seconds',
+    help: 'The seconds part of the checkpoint: the source oplog time applied up to',
+    labelNames: LOOP_LABELS,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    const loops = this.loops;
+    new Gauge({
+      name: 'mmm_lag_seconds',
+      help: 'How far each loop is behind its source: 0 when caught up, else the age of the newest entry applied',
+      labelNames: LOOP_LABELS,
+      registers: [this.registry],
+      collect() {
+        for (const { labels, progress } of loops) {
+          const lag = progress.lagSeconds();
+          if (lag !== undefined) this.set(labels, lag);
+        }
+      },
+    });
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** The observer that counts for one loop; `progress` must see each event first (for lag). */
+  observer(loop: { destination: string; source: string }, progress: LoopProgress): LoopObserver {
+    const labels: LoopLabels = { destination: loop.destination, source: loop.source };
+    this.loops.push({ labels, progress });
+    // Every series of the loop exists from the start, at 0, so a rate() has a first sample.
+    for (const op of ['i', 'u', 'd']) this.applied.inc({ ...labels, op }, 0);
+    this.missed.inc(labels, 0);
+    this.entries.inc(labels, 0);
+    this.batchEntries.zero(labels);
+    for (const kind of ['transient', 'fatal', 'refused_write']) this.errors.inc({ ...labels, kind }, 0);
+    this.retries.inc(labels, 0);
+    return {
+      state: (state, error) => {
+        for (const s of STATES) this.state.set({ ...labels, state: s }, s === state ? 1 : 0);
+        if (state === 'retrying') {
+          this.retries.inc(labels);
+          if (error) this.errors.inc({ ...labels, kind: 'transient' });
+        }
+        if (state === 'failed') this.errors.inc({ ...labels, kind: 'fatal' });
+      },
+      batch: (report: BatchReport) => {
+        const { stats } = report;
+        this.applied.inc({ ...labels, op: 'i' }, stats.inserted);
+        this.applied.inc({ ...labels, op: 'u' }, stats.updated);
+        this.applied.inc({ ...labels, op: 'd' }, stats.deleted);
+        this.missed.inc(labels, stats.missed);
+        this.errors.inc({ ...labels, kind: 'refused_write' }, stats.failed);
+        this.entries.inc(labels, report.entries);
+        this.batchEntries.observe(labels, report.entries);
+        this.checkpoint.set(labels, report.checkpoint.t);
+      },
+    };
+  }
+}

@@ -1,0 +1,81 @@
+// A bounded queue between reading and applying: the reader runs ahead of the applier by at most
+// `capacity` oplog entries, so reading (and decoding) overlaps applying, yet a backlog of any
+// size costs a bounded amount of memory: when the queue is full the reader waits (backpressure).
+
+export interface QueueItem {
+  /** Oplog entries the item stands for: what the capacity counts. */
+  weight: number;
+}
+
+export class ReadAheadQueue<T extends QueueItem> {
+  private readonly items: T[] = [];
+  private weight = 0;
+  private failure: { error: unknown } | undefined;
+  private closed = false;
+  private ended = false;
+  /** Wakes the consumer waiting for an item, or the producer waiting for room. */
+  private wakeConsumer: (() => void) | undefined;
+  private wakeProducer: (() => void) | undefined;
+
+  constructor(private readonly capacity: number) {}
+
+  /** Adds an item; waits while the queue is full. Returns false once the queue is closed. */
+  async push(item: T): Promise<boolean> {
+    while (!this.closed && this.items.length > 0 && this.weight + item.weight > this.capacity) {
+      await new Promise<void>((resolve) => (this.wakeProducer = resolve));
+    }
+    if (this.closed) return false;
+    this.items.push(item);
+    this.weight += item.weight;
+    this.wake('consumer');
+    return true;
+  }
+
+  /** The producer failed: the consumer's next `take` throws `error` (after the queued items). */
+  fail(error: unknown): void {
+    this.failure ??= { error };
+    this.wake('consumer');
+  }
+
+  /** The producer is done: once the queued items are taken, `take` returns none. */
+  end(): void {
+    this.ended = true;
+    this.wake('consumer');
+  }
+
+  /** The consumer is gone: a waiting producer, and any later `push`, returns false. */
+  close(): void {
+    this.closed = true;
+    this.wake('producer');
+    this.wake('consumer');
+  }
+
+  /**
+   * Waits for at least one item and takes the leading items, as many as `accept` lets through
+   * (the first is always taken). Once the queue is empty: throws the producer's failure, or
+   * returns no items if the producer ended or the queue was closed.
+   */
+  async take(accept: (taken: readonly T[], next: T) => boolean): Promise<T[]> {
+    while (this.items.length === 0) {
+      if (this.failure) throw this.failure.error;
+      if (this.ended || this.closed) return [];
+      await new Promise<void>((resolve) => (this.wakeConsumer = resolve));
+    }
+    const taken: T[] = [this.items.shift()!];
+    while (this.items.length > 0 && accept(taken, this.items[0]!)) taken.push(this.items.shift()!);
+    for (const item of taken) this.weight -= item.weight;
+    this.wake('producer');
+    return taken;
+  }
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  private wake(who: 'consumer' | 'producer'): void {
+    const wake = who === 'consumer' ? this.wakeConsumer : this.wakeProducer;
+    if (who === 'consumer') this.wakeConsumer = undefined;
+    else this.wakeProducer = undefined;
+    wake?.();
+  }
+}
