@@ -26,6 +26,15 @@ import { seededRandom } from './support/random-updates.ts';
 import { addLink, eventually, settle, startCluster, startMmm } from './support/replication.ts';
 import { RunProcess } from './support/run-process.ts';
 
+/** Every `run` a test started: killed at the end, so that a failed test leaves none behind. */
+const runs: RunProcess[] = [];
+function startRun(...args: ConstructorParameters<typeof RunProcess>): RunProcess {
+  const run = new RunProcess(...args);
+  runs.push(run);
+  return run;
+}
+after(() => Promise.all(runs.map((r) => r.stop('SIGKILL'))));
+
 const SEED = Number(process.env.MMM_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const KILLS = 12;
 
@@ -71,7 +80,7 @@ test(`${KILLS} SIGKILLs of mmm run at random moments under load both ways: both 
     assert.equal(linked.code, 0, linked.stderr);
   }
   // The first run records where each link starts; the load begins after that.
-  let run = new RunProcess(config);
+  let run = startRun(config);
   await run.waitForLog('link started', 2);
   const loads = [new WriteLoad(foo(0), 'a', SEED + 1).start(), new WriteLoad(foo(1), 'b', SEED + 2).start()];
 
@@ -88,7 +97,7 @@ test(`${KILLS} SIGKILLs of mmm run at random moments under load both ways: both 
       assert.equal(await run.stop('SIGKILL'), null, `run ${kill} ended before it was killed:\n${run.stderr}`);
       assert.deepEqual(problems(run), [], `run ${kill} logged a problem`);
       abandoned += run.logs('aborted transactions mmm had left open').reduce((n, l) => n + Number(l.transactions), 0);
-      run = new RunProcess(config);
+      run = startRun(config);
     }
     await run.waitForLog('link started', 2);
     await sleep(1000);

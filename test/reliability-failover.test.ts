@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, test, type TestContext } from 'node:test';
+import { after, describe, test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MongoClient, type Document, type Timestamp } from 'mongodb';
 import { startReplicaSet, type ReplicaSet } from '../scripts/replica-sets.ts';
@@ -16,6 +16,15 @@ import { runCli, writeTopology } from './support/cli.ts';
 import { differences, WriteLoad } from './support/load.ts';
 import { eventually } from './support/replication.ts';
 import { RunProcess } from './support/run-process.ts';
+
+/** Every `run` a test started: killed at the end, so that a failed test leaves none behind. */
+const runs: RunProcess[] = [];
+function startRun(...args: ConstructorParameters<typeof RunProcess>): RunProcess {
+  const run = new RunProcess(...args);
+  runs.push(run);
+  return run;
+}
+after(() => Promise.all(runs.map((r) => r.stop('SIGKILL'))));
 
 const SEED = Number(process.env.MMM_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const ID_A = '2c88ae84-7cb9-40f7-835d-c05e981f564d';
@@ -44,7 +53,7 @@ async function setUp(globalArgs: string[]): Promise<Setup> {
     clients,
     config,
     mmm: (...args) => runCli(['-c', config, ...globalArgs, ...args]),
-    run: (...args) => new RunProcess(config, args, globalArgs),
+    run: (...args) => startRun(config, args, globalArgs),
     close: async () => {
       await Promise.all(clients.map((c) => c.close()));
       await Promise.all([a.destroy(), b.destroy()]);

@@ -16,6 +16,15 @@ import { runCli, writeTopology } from './support/cli.ts';
 import { eventually } from './support/replication.ts';
 import { RunProcess } from './support/run-process.ts';
 
+/** Every `run` a test started: killed at the end, so that a failed test leaves none behind. */
+const runs: RunProcess[] = [];
+function startRun(...args: ConstructorParameters<typeof RunProcess>): RunProcess {
+  const run = new RunProcess(...args);
+  runs.push(run);
+  return run;
+}
+after(() => Promise.all(runs.map((r) => r.stop('SIGKILL'))));
+
 const ID_A = '2c88ae84-7cb9-40f7-835d-c05e981f564d';
 const ID_B = '0d9c284b-b47c-40b5-932c-547b8685edd0';
 const PASSWORD = 'Pa55-w0rd-never-shown';
@@ -156,7 +165,7 @@ describe('runtime failures: one line naming the server, exit 1, nothing written'
     assert.ok(dump.stdout.includes(`server_a (${ID_A}) => ${shown}\n`), dump.stdout);
     const linked = await mmm(['-c', 'auth-ok.yml', 'replicate', '--src=server_a/test.auth', '--dst=server_c/test.auth']);
     assert.equal(linked.code, 0, linked.stderr);
-    const run = new RunProcess(path.join(dir, 'auth-ok.yml'), [], ['--log-level', 'debug']);
+    const run = startRun(path.join(dir, 'auth-ok.yml'), [], ['--log-level', 'debug']);
     const client = new MongoClient(uri(PASSWORD));
     const copy = new MongoClient(spare!.uri);
     try {

@@ -21,6 +21,15 @@ import { runCli, writeTopology } from './support/cli.ts';
 import { eventually } from './support/replication.ts';
 import { RunProcess } from './support/run-process.ts';
 
+/** Every `run` a test started: killed at the end, so that a failed test leaves none behind. */
+const runs: RunProcess[] = [];
+function startRun(...args: ConstructorParameters<typeof RunProcess>): RunProcess {
+  const run = new RunProcess(...args);
+  runs.push(run);
+  return run;
+}
+after(() => Promise.all(runs.map((r) => r.stop('SIGKILL'))));
+
 const ID = {
   server_a: '2c88ae84-7cb9-40f7-835d-c05e981f564d',
   server_b: '0d9c284b-b47c-40b5-932c-547b8685edd0',
@@ -67,7 +76,7 @@ test('a lost oplog window stops the links from that source with an error saying 
     assert.equal(linked.code, 0, linked.stderr);
   }
   // A first run records the checkpoints.
-  let run = new RunProcess(config);
+  let run = startRun(config);
   await run.waitForLog('link started', 3);
   await coll('server_a', 'foo').insertOne({ _id: 'before' as never });
   await eventually('the first insert on b', async () => (await coll('server_b', 'foo').countDocuments()) === 1);
@@ -86,7 +95,7 @@ test('a lost oplog window stops the links from that source with an error saying 
   await coll('server_a', 'foo').insertOne({ _id: 'lost' as never });
   t.diagnostic(`the 1 MB oplog of server_a lost the checkpoint after ${megabytes} MB of writes (${Date.now() - written} ms)`);
 
-  run = new RunProcess(config);
+  run = startRun(config);
   try {
     await run.waitForLog('link failed', 2);
     const failed = run.logs('link failed');
@@ -131,7 +140,7 @@ test('a lost oplog window stops the links from that source with an error saying 
     stderr: '',
   });
   assert.equal((await new ReplicationConfigStore(clients.server_b).checkpoint(ID.server_a))!.toString(), newest.toString());
-  run = new RunProcess(config, ['-s', 'server_b']);
+  run = startRun(config, ['-s', 'server_b']);
   try {
     await run.waitForLog('link started', 2);
     await coll('server_a', 'foo').insertOne({ _id: 'after-reset' as never });

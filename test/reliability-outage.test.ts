@@ -20,6 +20,15 @@ import { differences, WriteLoad } from './support/load.ts';
 import { addLink, eventually, startCluster, type Cluster } from './support/replication.ts';
 import { RunProcess } from './support/run-process.ts';
 
+/** Every `run` a test started: killed at the end, so that a failed test leaves none behind. */
+const runs: RunProcess[] = [];
+function startRun(...args: ConstructorParameters<typeof RunProcess>): RunProcess {
+  const run = new RunProcess(...args);
+  runs.push(run);
+  return run;
+}
+after(() => Promise.all(runs.map((r) => r.stop('SIGKILL'))));
+
 const OUTAGE_MS = 30_000;
 const SEED = Number(process.env.MMM_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
 
@@ -62,7 +71,7 @@ describe('outages', { concurrency: 2 }, () => {
       const linked = await runCli(['-c', config, 'replicate', `--src=${src}/test.foo`, `--dst=${dst}/test.foo`]);
       assert.equal(linked.code, 0, linked.stderr);
     }
-    const run = new RunProcess(config, [], ['--log-level', 'debug']);
+    const run = startRun(config, [], ['--log-level', 'debug']);
     await run.waitForLog('link started', 2);
     const loads = [new WriteLoad(foo(0), 'a', SEED + 1, { pauseMs: 10 }), new WriteLoad(foo(1), 'b', SEED + 2, { pauseMs: 10 })];
     loads.forEach((l) => l.start());
