@@ -1,39 +1,25 @@
 // `mmm run` as a user runs it: the real bin/mmm as a child process, links made with the CLI,
 // writes on both sides, then SIGINT or SIGTERM.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, beforeEach, test } from 'node:test';
 import type { Document, MongoClient } from 'mongodb';
-import { startReplicaSets, type ReplicaSet } from '../scripts/replica-sets.ts';
 import { ReplicationConfigStore } from '../src/config/store.ts';
-import { MMM, runCli, writeTopology } from './support/cli.ts';
-import { eventually , type TestDoc } from './support/replication.ts';
+import { runCli, ID_A, ID_B, startTwoServers, type TwoServers } from './support/cli.ts';
+import { eventually, type TestDoc } from './support/replication.ts';
+import { RunProcess } from './support/run-process.ts';
 
-const ID_A = '2c88ae84-7cb9-40f7-835d-c05e981f564d';
-const ID_B = '0d9c284b-b47c-40b5-932c-547b8685edd0';
 
-let sets: ReplicaSet[] = [];
+let servers: TwoServers | undefined;
 let clients: MongoClient[] = [];
-let dir: string;
 let config: string;
 
 before(async () => {
-  sets = await startReplicaSets(2);
-  clients = sets.map((s) => s.client());
-  dir = mkdtempSync(path.join(os.tmpdir(), 'mmm-cli-run-'));
-  config = writeTopology(path.join(dir, 'test.yml'), {
-    server_a: { id: ID_A, uri: sets[0]!.uri },
-    server_b: { id: ID_B, uri: sets[1]!.uri },
-  });
+  servers = await startTwoServers();
+  ({ clients, config } = servers);
 });
 
 after(async () => {
-  await Promise.all(clients.map((c) => c.close()));
-  await Promise.all(sets.map((s) => s.destroy()));
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await servers?.close();
 });
 
 beforeEach(() => Promise.all(clients.map((c) => new ReplicationConfigStore(c).clear())));
@@ -45,39 +31,10 @@ async function replicate(src: string, dst: string) {
   assert.equal(result.code, 0, result.stderr);
 }
 
-/** A running `mmm run`, its stderr collected as it comes. */
-class RunProcess {
-  readonly child: ChildProcessWithoutNullStreams;
-  stderr = '';
-  stdout = '';
-  readonly exited: Promise<number | null>;
-
-  constructor(args: string[]) {
-    this.child = spawn(MMM, ['-c', config, 'run', ...args], { stdio: 'pipe' });
-    this.child.stderr.setEncoding('utf8').on('data', (s: string) => (this.stderr += s));
-    this.child.stdout.setEncoding('utf8').on('data', (s: string) => (this.stdout += s));
-    this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
-  }
-
-  /** The JSON log lines with this message. */
-  logs(msg: string): Document[] {
-    return this.stderr
-      .split('\n')
-      .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as Document)
-      .filter((l) => l.msg === msg);
-  }
-
-  async stop(signal: NodeJS.Signals): Promise<number | null> {
-    this.child.kill(signal);
-    return this.exited;
-  }
-}
-
 test('run replicates both ways, logs each link once, and stops on SIGINT with exit 0', async () => {
   await replicate('server_a/test.foo', 'server_b/test.foo');
   await replicate('server_b/test.foo', 'server_a/test.foo');
-  const run = new RunProcess([]);
+  const run = new RunProcess(config);
   try {
     await eventually('two links started', async () => run.logs('link started').length === 2);
     assert.deepEqual(
@@ -109,7 +66,7 @@ test('run replicates both ways, logs each link once, and stops on SIGINT with ex
 
 test('SIGTERM stops run just as cleanly; --log-level debug logs each applied operation', async () => {
   await replicate('server_a/test.foo', 'server_b/test.foo');
-  const run = new RunProcess(['--log-level', 'debug']);
+  const run = new RunProcess(config, ['--log-level', 'debug']);
   await eventually('the link started', async () => run.logs('link started').length === 1);
   await foo(0).insertOne({ _id: 'debug' });
   await eventually('the insert on b', async () => (await foo(1).countDocuments({ _id: 'debug' })) === 1);
@@ -121,7 +78,7 @@ test('SIGTERM stops run just as cleanly; --log-level debug logs each applied ope
 test('run -s replicates into that server only', async () => {
   await replicate('server_a/test.foo', 'server_b/test.foo');
   await replicate('server_b/test.foo', 'server_a/test.foo');
-  const run = new RunProcess(['-s', 'server_a']);
+  const run = new RunProcess(config, ['-s', 'server_a']);
   await eventually('one link started', async () => run.logs('link started').length === 1);
   await foo(1).insertOne({ _id: 'to-a' });
   await foo(0).insertOne({ _id: 'stays-on-a' });

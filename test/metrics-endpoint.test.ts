@@ -1,41 +1,29 @@
 // `mmm run --metrics-port`: Prometheus metrics at /metrics while replication runs, scraped over
 // HTTP as Prometheus would, against real replica sets.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { MongoClient } from 'mongodb';
-import { startReplicaSets, type ReplicaSet } from '../scripts/replica-sets.ts';
+import { type ReplicaSet } from '../scripts/replica-sets.ts';
 import { ReplicationConfigStore } from '../src/config/store.ts';
-import { runCli, writeTopology } from './support/cli.ts';
+import { runCli, ID_A, ID_B, startTwoServers, type TwoServers } from './support/cli.ts';
 import { RunProcess } from './support/run-process.ts';
 import { eventually, type TestDoc } from './support/replication.ts';
 
-const ID_A = '2c88ae84-7cb9-40f7-835d-c05e981f564d';
-const ID_B = '0d9c284b-b47c-40b5-932c-547b8685edd0';
 
+let servers: TwoServers | undefined;
 let sets: ReplicaSet[] = [];
 let clients: MongoClient[] = [];
-let dir: string;
 let config: string;
 
 before(async () => {
-  sets = await startReplicaSets(2);
-  clients = sets.map((s) => s.client());
-  dir = mkdtempSync(path.join(os.tmpdir(), 'mmm-metrics-'));
-  config = writeTopology(path.join(dir, 'test.yml'), {
-    server_a: { id: ID_A, uri: sets[0]!.uri },
-    server_b: { id: ID_B, uri: sets[1]!.uri },
-  });
+  servers = await startTwoServers();
+  ({ sets, clients, config } = servers);
   await new ReplicationConfigStore(clients[1]!).addLink(ID_A, { src: 'test.foo', dst: 'test.foo', ops: 'iud' });
 });
 
 after(async () => {
-  await Promise.all(clients.map((c) => c.close()));
-  await Promise.all(sets.map((s) => s.destroy()));
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await servers?.close();
 });
 
 const LOOP = 'destination="server_b",source="server_a"';

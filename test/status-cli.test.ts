@@ -1,35 +1,27 @@
 // `mmm status` as an operator uses it, against real replica sets: before any run, during one,
 // after it stopped or crashed, with a link in error, and with a server down.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { Timestamp, type MongoClient } from 'mongodb';
-import { freePort, startReplicaSets, type ReplicaSet } from '../scripts/replica-sets.ts';
+import { freePort, type ReplicaSet } from '../scripts/replica-sets.ts';
 import { ReplicationConfigStore } from '../src/config/store.ts';
 import type { LoopView, StatusReport } from '../src/status/report.ts';
-import { runCli, writeTopology } from './support/cli.ts';
+import { runCli, writeTopology, ID_A, ID_B, startTwoServers, type TwoServers } from './support/cli.ts';
 import { RunProcess } from './support/run-process.ts';
 import { eventually, type TestDoc } from './support/replication.ts';
 
-const ID_A = '2c88ae84-7cb9-40f7-835d-c05e981f564d';
-const ID_B = '0d9c284b-b47c-40b5-932c-547b8685edd0';
 const ID_C = '5a1a2f3e-65c9-4b0c-9d8e-3f0e1f2a4b5c';
 
+let servers: TwoServers | undefined;
 let sets: ReplicaSet[] = [];
 let clients: MongoClient[] = [];
 let dir: string;
 let config: string;
 
 before(async () => {
-  sets = await startReplicaSets(2);
-  clients = sets.map((s) => s.client());
-  dir = mkdtempSync(path.join(os.tmpdir(), 'mmm-status-'));
-  config = writeTopology(path.join(dir, 'test.yml'), {
-    server_a: { id: ID_A, uri: sets[0]!.uri },
-    server_b: { id: ID_B, uri: sets[1]!.uri },
-  });
+  servers = await startTwoServers();
+  ({ sets, clients, dir, config } = servers);
   // Links into server_b from server_a; one back, into server_a.
   await store(1).addLink(ID_A, { src: 'test.foo', dst: 'test.foo', ops: 'iud' });
   await store(1).addLink(ID_A, { src: 'test.bar', dst: 'test.bar', ops: 'iu' });
@@ -37,9 +29,7 @@ before(async () => {
 });
 
 after(async () => {
-  await Promise.all(clients.map((c) => c.close()));
-  await Promise.all(sets.map((s) => s.destroy()));
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await servers?.close();
 });
 
 const store = (k: number) => new ReplicationConfigStore(clients[k]!);

@@ -1,9 +1,12 @@
 // Runs the real `bin/mmm` as a child process, as a user would, and writes topology files.
 
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { MongoClient } from 'mongodb';
+import { startReplicaSets, type ReplicaSet } from '../../scripts/replica-sets.ts';
 
 export const MMM = fileURLToPath(new URL('../../bin/mmm', import.meta.url));
 
@@ -42,4 +45,41 @@ export function writeTopology(file: string, servers: Record<string, { id: string
     .join('');
   writeFileSync(file, text);
   return path.resolve(file);
+}
+
+/** The UUIDs of the documented topology. */
+export const ID_A = '2c88ae84-7cb9-40f7-835d-c05e981f564d';
+export const ID_B = '0d9c284b-b47c-40b5-932c-547b8685edd0';
+
+/** Two replica sets named server_a and server_b in a topology file, as the documented session has them. */
+export interface TwoServers {
+  sets: ReplicaSet[];
+  clients: MongoClient[];
+  /** A temporary folder holding the topology file. */
+  dir: string;
+  /** The topology file's path. */
+  config: string;
+  /** Closes the clients, stops the servers and removes the folder. */
+  close(): Promise<void>;
+}
+
+export async function startTwoServers(): Promise<TwoServers> {
+  const sets = await startReplicaSets(2);
+  const clients = sets.map((s) => s.client());
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'mmm-cli-'));
+  const config = writeTopology(path.join(dir, 'test.yml'), {
+    server_a: { id: ID_A, uri: sets[0]!.uri },
+    server_b: { id: ID_B, uri: sets[1]!.uri },
+  });
+  return {
+    sets,
+    clients,
+    dir,
+    config,
+    close: async () => {
+      await Promise.all(clients.map((c) => c.close()));
+      await Promise.all(sets.map((s) => s.destroy()));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
