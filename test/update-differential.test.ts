@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { BSON, Decimal128, Double, Int32, Long, MongoServerError, type Collection, type Document, type MongoClient, type Timestamp } from 'mongodb';
 import { startReplicaSets, type ReplicaSet } from '../scripts/replica-sets.ts';
-import { translateUpdate, type UpdateSpec } from '../src/apply/update.ts';
+import { rebuildDocument, translateUpdate, type UpdateSpec } from '../src/apply/update.ts';
 import { UnsupportedOplogEntryError } from '../src/errors.ts';
 import { show, splitTag, stored, storedAll } from './support/bson.ts';
 import { applyRandomWrite, RandomUpdates, seededRandom, type RandomWrite } from './support/random-updates.ts';
@@ -31,13 +31,22 @@ after(async () => {
   await Promise.all(sets.map((s) => s.destroy()));
 });
 
-async function apply(collection: Collection<Document>, id: unknown, spec: UpdateSpec): Promise<void> {
+async function apply(collection: Collection<Document>, id: unknown, spec: UpdateSpec, tag: string): Promise<void> {
   const filter = { _id: id as never };
   const result =
     spec.kind === 'replacement'
       ? await collection.replaceOne(filter, spec.document)
-      : await collection.updateOne(filter, spec.kind === 'modifier' ? spec.update : spec.pipeline);
+      : spec.kind === 'rebuild'
+        ? await rebuild(collection, id, spec, tag)
+        : await collection.updateOne(filter, spec.kind === 'modifier' ? spec.update : spec.pipeline);
   assert.equal(result.matchedCount, 1, `document ${String(id)} is missing on the destination`);
+}
+
+/** A rebuild as the writer applies it (there, inside the destination transaction). */
+async function rebuild(collection: Collection<Document>, id: unknown, spec: { diff: Document }, tag: string) {
+  const current = await collection.findOne({ _id: id as never }, { promoteValues: false });
+  assert.ok(current, `document ${String(id)} is missing on the destination`);
+  return collection.replaceOne({ _id: id as never }, rebuildDocument(current, spec, tag));
 }
 
 test('random updates replayed from the oplog give byte-identical documents, on both translation paths', async (t) => {
@@ -75,7 +84,7 @@ test('random updates replayed from the oplog give byte-identical documents, on b
     'one update entry per write that changed a document',
   );
 
-  const paths = { replacement: 0, modifier: 0, pipeline: 0 };
+  const paths = { replacement: 0, modifier: 0, pipeline: 0, rebuild: 0 };
   const labels = new Map<string, Set<string>>();
   for (const [k, entry] of entries.entries()) {
     const { id, write, before, after } = done[k]!;
@@ -84,7 +93,7 @@ test('random updates replayed from the oplog give byte-identical documents, on b
     const spec = translateUpdate(entry.o as Document, tag);
     paths[spec.kind]++;
     labels.set(spec.kind, (labels.get(spec.kind) ?? new Set()).add(write.label));
-    await apply(dst, id, spec);
+    await apply(dst, id, spec, tag);
     const { rest, tag: written } = splitTag(await stored(dst, id));
     assert.equal(written, tag);
     if (!rest.equals(after)) {
@@ -230,7 +239,7 @@ test('hand-written diffs give what the server applier gives (applyOps), on docum
       await destination.db('admin').command({ applyOps: [{ op: 'u', ns: 'oracle.docs', o, o2: { _id: id } }] });
       const spec = translateUpdate(o, 'oracle');
       assert.equal(spec.kind, path);
-      await apply(mmm, id, spec);
+      await apply(mmm, id, spec, 'oracle');
       const { rest, tag } = splitTag(await stored(mmm, id));
       assert.equal(tag, 'oracle');
       const expected = await stored(oracle, id);

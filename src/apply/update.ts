@@ -18,7 +18,7 @@
 //     `s<k>` applies a sub-diff to it (null on a type mismatch or past the old end); indices
 //     past the old end with no entry become null.
 //
-// Two ways to write it, chosen per entry:
+// Three ways to write it, chosen per entry:
 //   - a classic modifier (`$set`/`$unset` of top-level fields), only when that provably yields
 //     what the applier yields, on any destination document. So: no `i`, because the server's
 //     diff calculator also logs as `i` an existing field that a pipeline moved to the end (a
@@ -33,24 +33,33 @@
 //     changed object with `$objectToArray` / `$arrayToObject` and each changed array with
 //     `$concatArrays`. Every value from the oplog is wrapped in `$literal`, so a string starting
 //     with `$` or an object with `$` keys is taken as data. The nesting of the expression grows
-//     with the depth of the diff (7 levels per level), not with its number of changes; the server
-//     refuses a command nested deeper than about 200 levels.
-// Both give the source's document when the destination's equals the source's pre-image. On any
-// other document (a replay, concurrent writes) the pipeline follows the applier's rules above;
-// the modifier, top-level only, is never refused and sets the same values, though fields it
-// adds that the document lacked may come in another order (`$set` sorts new fields).
+//     with the depth of the diff (7 levels per level), not with its number of changes;
+//   - a rebuild, for a diff whose pipeline would nest deeper than the server takes in a command
+//     (MAX_PIPELINE_DEPTH: diffs deeper than about 25 levels, where mongod 6.0 stores documents
+//     nesting up to 180): the writer reads the destination's document and writes it back whole,
+//     with the diff applied in memory by the same rules (./diff-apply.ts), within its
+//     destination transaction, so that no other write comes between the read and the write.
+// All give the source's document when the destination's equals the source's pre-image. On any
+// other document (a replay, concurrent writes) the pipeline and the rebuild follow the applier's
+// rules above; the modifier, top-level only, is never refused and sets the same values, though
+// fields it adds that the document lacked may come in another order (`$set` sorts new fields).
 //
 // The tag: every write carries `__mmm: tag`. A top-level `__mmm` change from the source is
 // dropped, and the tag is set in place if the destination has `__mmm`, else appended last.
 
-import type { Document } from 'mongodb';
+import { DBRef, type Document } from 'mongodb';
 import { UnsupportedOplogEntryError } from '../errors.ts';
 import { TAG_FIELD } from '../replicate/tag.ts';
+import { applyParsedDocumentDiff } from './diff-apply.ts';
+import { entriesOf, parseDocumentDiff, type ArrayDiff, type Diff, type DocumentDiff } from './diff-parse.ts';
 
 export type UpdateSpec =
   | { kind: 'replacement'; document: Document } // for collection.replaceOne({_id}, document)
   | { kind: 'modifier'; update: Document } // classic {$set, $unset} for updateOne
-  | { kind: 'pipeline'; pipeline: Document[] }; // aggregation-pipeline update for updateOne
+  | { kind: 'pipeline'; pipeline: Document[] } // aggregation-pipeline update for updateOne
+  // A `$v: 2` diff (`o.diff`) too deep for a pipeline: read the destination's document, then
+  // write rebuildDocument(current, spec, tag) in its place (in the same transaction).
+  | { kind: 'rebuild'; diff: Document };
 
 /** Turns the `o` of an oplog update entry into one update for the destination, tagged. */
 export function translateUpdate(o: Document, tag: string): UpdateSpec {
@@ -73,10 +82,8 @@ export function translateUpdate(o: Document, tag: string): UpdateSpec {
       return { kind: 'modifier', update: withoutEmpty(modifier) };
     }
     const rebuilt = documentExpression('$$ROOT', diff, new VariableNames());
-    return {
-      kind: 'pipeline',
-      pipeline: [{ $replaceWith: { $setField: { field: TAG_FIELD, input: rebuilt, value: { $literal: tag } } } }],
-    };
+    const pipeline = [{ $replaceWith: { $setField: { field: TAG_FIELD, input: rebuilt, value: { $literal: tag } } } }];
+    return nestingDepth(pipeline) > MAX_PIPELINE_DEPTH ? { kind: 'rebuild', diff: o.diff } : { kind: 'pipeline', pipeline };
   }
   if (version === 1) {
     expectOnlyKeys(o, ['$v', '$set', '$unset'], '$v: 1 update');
@@ -92,104 +99,16 @@ export function translateUpdate(o: Document, tag: string): UpdateSpec {
   );
 }
 
-// ---- The diff, parsed and checked as the server's DocumentDiffReader / ArrayDiffReader do.
-
-interface DocumentDiff {
-  kind: 'document';
-  deletes: string[];
-  updates: Array<[string, unknown]>;
-  inserts: Array<[string, unknown]>;
-  subDiffs: Array<[string, Diff]>;
-}
-
-interface ArrayDiff {
-  kind: 'array';
-  /** New length (`l`), if the array is resized. */
-  length: number | undefined;
-  /** `u<k>` and `s<k>` entries, by strictly ascending index. */
-  entries: Array<{ index: number; update: unknown } | { index: number; subDiff: Diff }>;
-}
-
-type Diff = DocumentDiff | ArrayDiff;
-
-/** Section letters of a document diff, in the only order the server accepts (`b` before `s`). */
-const SECTION_ORDER = ['d', 'u', 'i', 'b', 's'];
-
-function parseDiff(raw: unknown, where: string): Diff {
-  const diff = asObject(raw, where);
-  // document_diff_serialization.cpp, identifyType: an array diff starts with `a`.
-  return Object.keys(diff)[0] === 'a' ? parseArrayDiff(diff, where) : parseDocumentDiff(diff, where);
-}
-
-function parseDocumentDiff(raw: unknown, where: string): DocumentDiff {
-  const diff = asObject(raw, where);
-  const keys = Object.keys(diff);
-  if (keys.length === 0) throw malformed(where, 'the diff is empty');
-  const out: DocumentDiff = { kind: 'document', deletes: [], updates: [], inserts: [], subDiffs: [] };
-  const seen = new Set<string>();
-  const claim = (name: string) => {
-    // document_diff_applier.cpp, safeInsert: a field may appear in one section only.
-    if (seen.has(name)) throw malformed(where, `field ${JSON.stringify(name)} appears in two sections`);
-    seen.add(name);
-  };
-  let last = -1;
-  for (const key of keys) {
-    const section = key.length === 1 || key.startsWith('s') ? key[0]! : key;
-    const order = SECTION_ORDER.indexOf(section);
-    if (order < 0 || (order <= last && section !== 's')) throw malformed(where, `unexpected section ${JSON.stringify(key)}`);
-    last = order;
-    const value = diff[key];
-    switch (section) {
-      case 'd':
-        for (const [name] of entriesOf(value, `${where}.d`)) {
-          claim(name);
-          out.deletes.push(name);
-        }
-        break;
-      case 'u':
-      case 'i':
-        for (const entry of entriesOf(value, `${where}.${section}`)) {
-          claim(entry[0]);
-          (section === 'u' ? out.updates : out.inserts).push(entry);
-        }
-        break;
-      case 'b':
-        // Newer servers' diff readers know a `b` (binary) section, but no applier we could read
-        // (document_diff_applier.cpp) applies one: rather than guess its meaning, stop.
-        throw new UnsupportedOplogEntryError(`${where}: binary diff section 'b' is not supported`);
-      case 's':
-        claim(key.slice(1));
-        out.subDiffs.push([key.slice(1), parseDiff(value, `${where}.${key}`)]);
-        break;
-    }
-  }
-  return out;
-}
-
-function parseArrayDiff(diff: Document, where: string): ArrayDiff {
-  if (diff.a !== true) throw malformed(where, 'array diff header `a` must be true');
-  const out: ArrayDiff = { kind: 'array', length: undefined, entries: [] };
-  const keys = Object.keys(diff).slice(1);
-  if (keys[0] === 'l') {
-    const length = Number(diff.l);
-    if (!Number.isInteger(length) || length < 0) throw malformed(where, `bad array length l: ${String(diff.l)}`);
-    out.length = length;
-    keys.shift();
-  }
-  for (const key of keys) {
-    const match = /^([us])(0|[1-9][0-9]*)$/.exec(key);
-    if (!match) throw malformed(where, `unexpected array diff entry ${JSON.stringify(key)}`);
-    const index = Number(match[2]);
-    // The applier walks the array once: indices must ascend, and stay below a new length (its
-    // invariant; on 6.0.5 such an entry crashes the server that applies it).
-    const previous = out.entries.at(-1)?.index ?? -1;
-    if (index <= previous) throw malformed(where, `array diff index ${index} is not ascending`);
-    if (out.length !== undefined && index >= out.length) throw malformed(where, `index ${index} is past new length ${out.length}`);
-    out.entries.push(
-      match[1] === 'u' ? { index, update: diff[key] } : { index, subDiff: parseDiff(diff[key], `${where}.${key}`) },
-    );
-  }
-  return out;
+/**
+ * The document a 'rebuild' writes: `current`, the destination's document as it is (decoded with
+ * `promoteValues: false`), with the diff applied as the server's applier does, then tagged as a
+ * pipeline tags it. `current` is not changed.
+ */
+export function rebuildDocument(current: Document, spec: { diff: Document }, tag: string): Document {
+  const rebuilt = applyParsedDocumentDiff(current, withoutTopLevelTag(parseDocumentDiff(spec.diff, 'diff')));
+  // Set in place if the document has it, else appended last (`rebuilt` is a new object).
+  rebuilt[TAG_FIELD] = tag;
+  return rebuilt;
 }
 
 /** The top-level diff without any change to the tag field: the destination gets its own tag. */
@@ -332,14 +251,26 @@ function arrayExpression(input: string, diff: ArrayDiff, names: VariableNames): 
 
 // ---- Helpers.
 
-function asObject(value: unknown, where: string): Document {
-  const proto = typeof value === 'object' && value !== null ? Object.getPrototypeOf(value) : undefined;
-  if (proto !== Object.prototype && proto !== null) throw malformed(where, 'expected an object');
-  return value as Document;
-}
+/**
+ * The deepest pipeline sent; a deeper diff is a 'rebuild'. Measured on mongod 6.0.5: the update
+ * command `{update, updates: [{q, u: <pipeline>}]}` is refused (code 15, "BSONObj exceeds maximum
+ * nested object depth") from a pipeline nesting 199 levels (the pipeline array counted as one, as
+ * nestingDepth counts): the server's maxBSONDepth, 200, below the command (a bulkWrite, which the
+ * driver sends with `updates` as a document sequence, takes 2 levels more). 18 levels of margin
+ * cover the values nestingDepth counts as scalars (a Code's scope) and other wrappings of the
+ * command; a diff 25 levels deep still gives a pipeline (177 levels), one 26 deep a rebuild.
+ */
+const MAX_PIPELINE_DEPTH = 180;
 
-function entriesOf(value: unknown, where: string): Array<[string, unknown]> {
-  return Object.entries(asObject(value, where));
+/** How deeply objects and arrays nest in `value` (a scalar is 0), as BSON counts it. */
+function nestingDepth(value: unknown): number {
+  if (value instanceof DBRef) return nestingDepth(value.toJSON());
+  if (typeof value !== 'object' || value === null) return 0;
+  const proto = Object.getPrototypeOf(value);
+  if (!Array.isArray(value) && proto !== Object.prototype && proto !== null) return 0; // Int32, ObjectId, ...
+  let deepest = 0;
+  for (const child of Object.values(value)) deepest = Math.max(deepest, nestingDepth(child));
+  return 1 + deepest;
 }
 
 function expectOnlyKeys(o: Document, allowed: string[], what: string): void {
@@ -355,8 +286,4 @@ function touchesTag(path: string): boolean {
 /** Drops empty operators: the tag is always in `$set`, `$unset` may have nothing left. */
 function withoutEmpty(modifier: Document): Document {
   return Object.fromEntries(Object.entries(modifier).filter(([, fields]) => Object.keys(fields as Document).length > 0));
-}
-
-function malformed(where: string, problem: string): UnsupportedOplogEntryError {
-  return new UnsupportedOplogEntryError(`malformed update entry, at ${where}: ${problem}`);
 }
