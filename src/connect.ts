@@ -2,30 +2,54 @@
 // the server and says what is wrong (unreachable, credentials refused, not a replica set), with
 // the password hidden. A connected client is a replica set member: mmm reads its oplog.
 
-import { MongoClient, MongoError, MongoNetworkError, MongoServerSelectionError } from 'mongodb';
+import os from 'node:os';
+import type { MongoClient } from 'mongodb';
 import { ServerError } from './errors.ts';
-import { redactPassword, redactUri, type ServerSpec } from './topology.ts';
+import { redactPassword, redactUri, uriProblem, type ServerSpec } from './topology.ts';
 
 export interface ConnectOptions {
   /** How long to wait for the server, in ms: both server selection and each socket connect. */
   timeoutMS?: number;
 }
 
+/** What every application name of mmm's starts with; older versions used `mmm` alone. */
+export const APP_NAME_PREFIX = 'mmm ';
+
 export const CONNECT_DEFAULTS = { timeoutMS: 10_000 } as const satisfies Required<ConnectOptions>;
 
-/** The name mmm's connections give the server: `$currentOp` shows it (./apply/abandoned.ts). */
-export const APP_NAME = 'mmm';
+/**
+ * The name mmm's connections give the server, which `$currentOp` and the server's log show:
+ * `mmm <pid>@<host>`, so that an operator (and a test's fail point, which matches a client by
+ * name) can tell one process from another; every name starting `mmm ` is mmm's
+ * (./apply/abandoned.ts). The server takes at most 128 bytes.
+ */
+export const APP_NAME = `${APP_NAME_PREFIX}${process.pid}@${os.hostname()}`.slice(0, 128);
 
 /** The server's error code for refused credentials (AuthenticationFailed). */
 const AUTHENTICATION_FAILED = 18;
 
-/** Connects and checks that the server is a replica set member. Throws ServerError. */
+/**
+ * Connects and checks that the server is a replica set member. Throws ServerError. (The driver
+ * is loaded here, on first use, not when the CLI starts: see ./cli/context.ts.)
+ */
 export async function connectServer(server: ServerSpec, options: ConnectOptions = {}): Promise<MongoClient> {
+  const { MongoClient, MongoError, MongoNetworkError, MongoServerSelectionError } = await import('mongodb');
   const timeoutMS = options.timeoutMS ?? CONNECT_DEFAULTS.timeoutMS;
-  const fail = (problem: string, cause?: unknown) =>
-    new ServerError(`${server.name} (${redactUri(server.uri)}): ${redactPassword(problem, server.uri)}`, server.name, {
-      cause,
-    });
+  let password: string | undefined;
+  const fail = (problem: string, cause?: unknown) => {
+    let shown = redactPassword(problem, server.uri);
+    // The password as the driver parsed it, percent-decoded, in case a message quotes it so.
+    if (password) shown = shown.split(password).join('****');
+    return new ServerError(`${server.name} (${redactUri(server.uri)}): ${shown}`, server.name, { cause });
+  };
+  const describeFailure = (err: unknown): string => {
+    const message = (err as Error).message;
+    if (err instanceof MongoError && err.code === AUTHENTICATION_FAILED) return 'authentication failed';
+    if (err instanceof MongoServerSelectionError || err instanceof MongoNetworkError) {
+      return `unreachable (waited ${timeoutMS / 1000} s): ${message}`;
+    }
+    return message;
+  };
 
   let client: MongoClient;
   try {
@@ -35,8 +59,11 @@ export async function connectServer(server: ServerSpec, options: ConnectOptions 
       connectTimeoutMS: timeoutMS,
     });
   } catch (err) {
-    throw fail(`invalid uri: ${(err as Error).message}`, err);
+    // Not the driver's error as the cause: `--log-level debug` prints the cause, and its message
+    // may quote the password.
+    throw fail(`invalid uri: ${uriProblem((err as Error).message, server.uri)}`);
   }
+  password = client.options.credentials?.password;
   try {
     await client.connect();
     // setName is present only on members of an initiated replica set, the servers with an oplog.
@@ -48,15 +75,6 @@ export async function connectServer(server: ServerSpec, options: ConnectOptions 
   } catch (err) {
     await client.close();
     if (err instanceof ServerError) throw err;
-    throw fail(describeFailure(err, timeoutMS), err);
+    throw fail(describeFailure(err), err);
   }
-}
-
-function describeFailure(err: unknown, timeoutMS: number): string {
-  const message = (err as Error).message;
-  if (err instanceof MongoError && err.code === AUTHENTICATION_FAILED) return 'authentication failed';
-  if (err instanceof MongoServerSelectionError || err instanceof MongoNetworkError) {
-    return `unreachable (waited ${timeoutMS / 1000} s): ${message}`;
-  }
-  return message;
 }

@@ -47,6 +47,80 @@ export function redactUri(uri: string): string {
 }
 
 /**
+ * Why the driver refused `uri`, told without quoting any part of its password, whatever the
+ * URI's shape: the driver's own messages may quote the host list, the user name or the part of
+ * a malformed URI it stumbled on, which holds the password when an unescaped `@` or `/` in it,
+ * or a missing `@`, made it look like a host. A message is shown as the driver wrote it only if
+ * it shares no three characters in a row with what may be the password; the common mistakes
+ * get an explanation of their own.
+ */
+export function uriProblem(driverMessage: string, uri: string): string {
+  if (/^Unable to parse .* with URL$/s.test(driverMessage)) {
+    return "a host or port cannot be parsed (a missing '@', or an '@' or '/' in the password not percent-encoded, makes part of the credentials look like a host)";
+  }
+  if (driverMessage.startsWith('Username contains unescaped characters')) {
+    return 'Username contains unescaped characters (percent-encode @ : / ? # [ ] % in it)';
+  }
+  if (driverMessage === 'URI malformed') {
+    return "a '%' is not followed by two hexadecimal digits (write a '%' in the password as %25)";
+  }
+  if (driverMessage === 'Invalid connection string') {
+    return "it cannot be parsed (an '@' in the password not percent-encoded, as %40?)";
+  }
+  if (FIXED_MESSAGES.includes(driverMessage) || !sharesText(driverMessage, possibleSecret(uri))) return driverMessage;
+  return "the driver cannot parse it (its message is not shown: it would quote part of the credentials); percent-encode @ : / ? # [ ] % in the user name and password, or give the password with password_env";
+}
+
+/** The driver's messages about a connection string that quote nothing of it. */
+const FIXED_MESSAGES = [
+  'Password contains unescaped characters',
+  'Invalid scheme, expected connection string to start with "mongodb://" or "mongodb+srv://"',
+  'Protocol and host list are required in the uri',
+  'URI contained empty userinfo section',
+  'mongodb+srv URI cannot have port number',
+  'mongodb+srv URI cannot have multiple service names',
+];
+
+/**
+ * What may be a password in a URI the driver could not parse: the credentials are what comes
+ * before the last `@` (an `@` in a password must be escaped; one that is not is the common
+ * mistake), or, with no `@`, the host list, where a forgotten `@host` leaves `user:password`.
+ * The password is what follows the first `:` there, or all of it when there is no `:`.
+ */
+function possibleSecret(uri: string): string {
+  const rest = uri.replace(/^[a-z+]*:\/\//i, '');
+  const at = rest.lastIndexOf('@');
+  const credentials = at === -1 ? rest.split(/[/?]/)[0] ?? '' : rest.slice(0, at);
+  const colon = credentials.indexOf(':');
+  return colon === -1 ? credentials : credentials.slice(colon + 1);
+}
+
+/** Whether `text` holds three characters in a row of `secret` (all of it, if shorter). */
+function sharesText(text: string, secret: string): boolean {
+  if (secret === '') return false;
+  const n = Math.min(3, secret.length);
+  for (let i = 0; i + n <= secret.length; i++) if (text.includes(secret.slice(i, i + n))) return true;
+  return false;
+}
+
+/**
+ * `uri` with `password` as its password: for a password given in the environment, which may
+ * hold any character, percent-encoded here as the connection string format requires. The URI
+ * must name a user and hold no password; returns undefined when it does not.
+ */
+export function withPassword(uri: string, password: string): string | undefined {
+  const match = /^(mongodb(?:\+srv)?:\/\/)([^@/?:]+)@/.exec(uri);
+  if (!match) return undefined;
+  const [all, scheme, user] = match;
+  return `${scheme}${user}:${encodeURIComponent(password)}@${uri.slice(all.length)}`;
+}
+
+/** Whether the URI carries a password (`user:password@`); only for a URI the driver accepts. */
+export function hasPassword(uri: string): boolean {
+  return /^mongodb(?:\+srv)?:\/\/[^@/]*:[^@/]*@/.test(uri);
+}
+
+/**
  * `text` with the URI's password, if any, replaced by `****`: for driver messages about a URI,
  * which may quote it. Works on malformed URIs too, where redactUri cannot find the userinfo:
  * a password with an unescaped `@` or `/` runs up to the last `@` before the options.

@@ -87,7 +87,7 @@ test('a server that is not a mapping, or lacks id or uri, or has other keys', ()
   assertConfigError(file(`server_a:\n  id: '${ID_A}'\n  uri: 27017\n`), 'server server_a: uri must be a non-empty string');
   assertConfigError(
     file(`server_a:\n  id: '${ID_A}'\n  uri: 'mongodb://localhost'\n  name: 'a'\n`),
-    'server server_a: unknown key name (expected id, uri and optionally metadata_db)',
+    'server server_a: unknown key name (expected id, uri and optionally metadata_db, password_env)',
   );
   assertConfigError(
     file(`a/b:\n  id: '${ID_A}'\n  uri: 'mongodb://localhost'\n`),

@@ -3,17 +3,21 @@
 
 import type { Command } from 'commander';
 import type { CliContext } from './context.ts';
+import { UsageError } from '../errors.ts';
+import { onlyServer } from './options.ts';
 import { ask } from './prompt.ts';
 
 export function registerClearConfig(program: Command, context: CliContext): void {
   program
     .command('clear-config')
     .description('remove every link and checkpoint from all servers, or from one')
-    .option('-s, --slave <name>', 'only this server (its name in the topology file)')
+    .option('-s, --slave <name>', "only this server (its name in the topology file; the original's name for --only)")
+    .option('--only <name>', 'only this server (its name in the topology file)')
     .option('--yes', 'do not ask for confirmation')
-    .action(async (options: { slave?: string; yes?: boolean }) => {
+    .action(async (options: { slave?: string; only?: string; yes?: boolean }) => {
       const topology = context.topology();
-      const servers = options.slave === undefined ? topology.servers : [context.server(options.slave, '--slave')];
+      const only = onlyServer(options, (message) => new UsageError(message));
+      const servers = only === undefined ? topology.servers : [context.server(only, options.only === undefined ? '--slave' : '--only')];
       if (!options.yes) {
         const names = pythonList(servers.map((s) => s.name));
         const answer = await ask(context.io, `About to clear config on servers: ${names}, are you sure? (yN) `);

@@ -1,15 +1,25 @@
 // What every command gets: the global options, the topology, connections, the streams to talk
 // to the user on, and a way to set the exit code. Commands stay thin: they validate their input
 // with the library's parsers, then call the library.
+//
+// The driver, the logger and the YAML parser are loaded by `load()`, which main calls just
+// before a command's action runs: `mmm --help` and `mmm --version` load none of them, and start
+// in a fraction of the time.
 
 import type { Command } from 'commander';
 import type { MongoClient } from 'mongodb';
-import { metadataStoreOptions, ReplicationConfigStore } from '../config/store.ts';
-import { connectServer } from '../connect.ts';
+import type { ReplicationConfigStore } from '../config/store.ts';
 import { UsageError } from '../errors.ts';
-import { createLogger, defaultLogFormat, type LogFormat, type Logger, type LogLevel } from '../log.ts';
+import type { LogFormat, Logger, LogLevel } from '../log.ts';
 import { Topology, type ServerSpec } from '../topology.ts';
-import { loadTopology } from '../topology-file.ts';
+
+/** What commands need from the heavy modules, once loaded. */
+interface Library {
+  store: typeof import('../config/store.ts');
+  connect: typeof import('../connect.ts');
+  log: typeof import('../log.ts');
+  topologyFile: typeof import('../topology-file.ts');
+}
 
 export interface CliIO {
   stdin: NodeJS.ReadableStream;
@@ -34,6 +44,7 @@ export class CliContext {
   exitCode = 0;
   private loadedTopology: Topology | undefined;
   private createdLogger: Logger | undefined;
+  private library: Library | undefined;
 
   constructor(
     private readonly program: Command,
@@ -44,13 +55,29 @@ export class CliContext {
     return this.program.opts<GlobalOptions>();
   }
 
+  /** Loads the modules commands use; main calls it before any action. */
+  async load(): Promise<void> {
+    const [store, connect, log, topologyFile] = await Promise.all([
+      import('../config/store.ts'),
+      import('../connect.ts'),
+      import('../log.ts'),
+      import('../topology-file.ts'),
+    ]);
+    this.library = { store, connect, log, topologyFile };
+  }
+
+  private get lib(): Library {
+    if (!this.library) throw new Error('CliContext.load() was not called before the command ran');
+    return this.library;
+  }
+
   /**
    * The topology file given with -c, loaded on first use, with --metadata-db (if given) as
    * every server's metadata database. Throws ConfigError.
    */
   topology(): Topology {
     if (!this.loadedTopology) {
-      const loaded = loadTopology(this.options.config);
+      const loaded = this.lib.topologyFile.loadTopology(this.options.config);
       const { metadataDb } = this.options;
       this.loadedTopology = metadataDb === undefined ? loaded : new Topology(loaded.servers.map((s) => ({ ...s, metadataDb })));
     }
@@ -59,6 +86,7 @@ export class CliContext {
 
   /** The links and checkpoints `server` keeps, read and written through `client`. */
   store(client: MongoClient, server: ServerSpec): ReplicationConfigStore {
+    const { ReplicationConfigStore, metadataStoreOptions } = this.lib.store;
     return new ReplicationConfigStore(client, metadataStoreOptions(server));
   }
 
@@ -74,13 +102,14 @@ export class CliContext {
   }
 
   logger(): Logger {
+    const { createLogger, defaultLogFormat } = this.lib.log;
     this.createdLogger ??= createLogger(this.options.logLevel, this.options.logFormat ?? defaultLogFormat(this.io.stderr as { isTTY?: boolean }));
     return this.createdLogger;
   }
 
   /** Opens a client for `server`, or throws ServerError; the caller closes it. */
   readonly connect = async (server: ServerSpec): Promise<MongoClient> => {
-    const client = await connectServer(server, { timeoutMS: this.options.connectTimeout * 1000 });
+    const client = await this.lib.connect.connectServer(server, { timeoutMS: this.options.connectTimeout * 1000 });
     this.logger().debug({ server: server.name }, 'connected');
     return client;
   };

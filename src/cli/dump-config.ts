@@ -3,7 +3,8 @@
 
 import type { Command } from 'commander';
 import type { ReplicationConfigStore, SourceConfig } from '../config/store.ts';
-import { StoredConfigError } from '../errors.ts';
+import { describeUnauthorized } from '../check/privileges.ts';
+import { MmmError, StoredConfigError } from '../errors.ts';
 import { redactUri, type ServerSpec, type Topology } from '../topology.ts';
 import type { CliContext } from './context.ts';
 
@@ -26,6 +27,8 @@ async function sourcesOn(store: ReplicationConfigStore, server: ServerSpec): Pro
   } catch (err) {
     // The store cannot tell which server it reads; the user needs to know.
     if (err instanceof StoredConfigError) throw new StoredConfigError(`${server.name}: ${err.message}`, { cause: err });
+    const unauthorized = describeUnauthorized(err);
+    if (unauthorized) throw new MmmError(`${server.name}: ${unauthorized}`, { cause: err });
     throw err;
   }
 }

@@ -21,11 +21,13 @@ export interface CliOptions {
   input?: string;
   /** Working directory, so that `-c test.yml` reads like the documentation. */
   cwd?: string;
+  /** Another `mmm` to run than this clone's bin/mmm: an installed package's. */
+  bin?: string;
 }
 
 export function runCli(args: readonly string[], options: CliOptions = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(MMM, args, { cwd: options.cwd, stdio: 'pipe' });
+    const child = spawn(options.bin ?? MMM, args, { cwd: options.cwd, stdio: 'pipe' });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
