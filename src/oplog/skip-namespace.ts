@@ -10,8 +10,7 @@
 // periodic no-op at the latest.
 
 import type { MongoClient, Timestamp } from 'mongodb';
-import type { OplogEntry } from './entry.ts';
-import { OplogTailer, type TailOptions } from './tailer.ts';
+import { OplogTailer, type OplogBatch, type TailOptions } from './tailer.ts';
 
 export class OplogTailerSkipping extends OplogTailer {
   constructor(
@@ -23,9 +22,11 @@ export class OplogTailerSkipping extends OplogTailer {
     super(client, options);
   }
 
-  override async *batches(after: Timestamp, signal: AbortSignal): AsyncGenerator<OplogEntry[]> {
-    for await (const entries of super.batches(after, signal)) {
-      yield entries.some((e) => e.ns === this.skipped) ? entries.filter((e) => e.ns !== this.skipped) : entries;
+  // `bytes` still counts the entries left out: they were read all the same.
+  override async *batches(after: Timestamp, signal: AbortSignal): AsyncGenerator<OplogBatch> {
+    for await (const batch of super.batches(after, signal)) {
+      const { entries } = batch;
+      yield entries.some((e) => e.ns === this.skipped) ? { ...batch, entries: entries.filter((e) => e.ns !== this.skipped) } : batch;
     }
   }
 }

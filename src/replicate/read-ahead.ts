@@ -1,15 +1,25 @@
 // A bounded queue between reading and applying: the reader runs ahead of the applier by at most
-// `capacity` oplog entries, so reading (and decoding) overlaps applying, yet a backlog of any
-// size costs a bounded amount of memory: when the queue is full the reader waits (backpressure).
+// so many oplog entries and so many bytes of them, so reading (and decoding) overlaps applying,
+// yet a backlog of any size costs a bounded amount of memory: when the queue is full the reader
+// waits (backpressure). Both bounds, because entries range from a hundred bytes to 16 MB: a
+// count alone lets a backlog of large documents take gigabytes.
 
 export interface QueueItem {
-  /** Oplog entries the item stands for: what the capacity counts. */
+  /** Oplog entries the item stands for. */
   weight: number;
+  /** Their size as BSON. */
+  bytes: number;
+}
+
+export interface ReadAheadCapacity {
+  entries: number;
+  bytes: number;
 }
 
 export class ReadAheadQueue<T extends QueueItem> {
   private readonly items: T[] = [];
   private weight = 0;
+  private bytes = 0;
   private failure: { error: unknown } | undefined;
   private closed = false;
   private ended = false;
@@ -17,16 +27,21 @@ export class ReadAheadQueue<T extends QueueItem> {
   private wakeConsumer: (() => void) | undefined;
   private wakeProducer: (() => void) | undefined;
 
-  constructor(private readonly capacity: number) {}
+  constructor(private readonly capacity: ReadAheadCapacity) {}
 
-  /** Adds an item; waits while the queue is full. Returns false once the queue is closed. */
+  /**
+   * Adds an item; waits while it would take the queue over either bound. An empty queue admits
+   * any item, so that one entry larger than the bounds cannot stop replication. Returns false
+   * once the queue is closed.
+   */
   async push(item: T): Promise<boolean> {
-    while (!this.closed && this.items.length > 0 && this.weight + item.weight > this.capacity) {
+    while (!this.closed && this.items.length > 0 && !this.fits(item)) {
       await new Promise<void>((resolve) => (this.wakeProducer = resolve));
     }
     if (this.closed) return false;
     this.items.push(item);
     this.weight += item.weight;
+    this.bytes += item.bytes;
     this.wake('consumer');
     return true;
   }
@@ -63,13 +78,20 @@ export class ReadAheadQueue<T extends QueueItem> {
     }
     const taken: T[] = [this.items.shift()!];
     while (this.items.length > 0 && accept(taken, this.items[0]!)) taken.push(this.items.shift()!);
-    for (const item of taken) this.weight -= item.weight;
+    for (const item of taken) {
+      this.weight -= item.weight;
+      this.bytes -= item.bytes;
+    }
     this.wake('producer');
     return taken;
   }
 
   get size(): number {
     return this.items.length;
+  }
+
+  private fits(item: T): boolean {
+    return this.weight + item.weight <= this.capacity.entries && this.bytes + item.bytes <= this.capacity.bytes;
   }
 
   private wake(who: 'consumer' | 'producer'): void {
