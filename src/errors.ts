@@ -45,3 +45,21 @@ export class UnsupportedOplogEntryError extends MmmError {}
 
 /** The checkpoint of a link points at oplog entries the source has already overwritten. */
 export class OplogRolledOverError extends MmmError {}
+
+/**
+ * A destination refused a write for good, and the run was told to stop on that
+ * (`--on-refused stop`). The write is kept in `mmm.refused` on the destination.
+ */
+export class RefusedWriteError extends MmmError {
+  constructor(
+    message: string,
+    /** Namespace on the destination, and the document's `_id`. */
+    readonly ns: string,
+    readonly id: unknown,
+  ) {
+    super(message);
+  }
+}
+
+/** A check before `run` found something that would make it fail (./check/preflight.ts). */
+export class PreflightError extends MmmError {}

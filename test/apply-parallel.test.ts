@@ -1,23 +1,26 @@
 // Parallel apply: each document's writes stay in order in one partition, writes are regrouped
-// into one command per type, a refused write makes the batch go again in oplog order, and the
-// read-ahead queue holds the reader back when it is full.
+// into one command per type, a refused write makes the batch go again in oplog order, and a
+// write refused in that order too is kept in mmm.refused (or stops the apply).
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Double, Int32, Long, Timestamp, type MongoClient } from 'mongodb';
-import { applyInParallel, documentKey, partition, phases } from '../src/apply/parallel.ts';
-import { planWrite, type DestinationWrite } from '../src/apply/writer.ts';
+import { applyInParallel, documentKey, partition, phases, type ParallelApplyOptions } from '../src/apply/parallel.ts';
+import { RefusedWrites } from '../src/apply/refused.ts';
+import { APPLY_DEFAULTS, planWrite, type DestinationWrite } from '../src/apply/writer.ts';
+import { RefusedWriteError } from '../src/errors.ts';
 import { silentLogger } from '../src/log.ts';
-import { ReadAheadQueue } from '../src/replicate/read-ahead.ts';
-import { attributeOrigins, makeTag } from '../src/replicate/tag.ts';
+import { makeTag } from '../src/replicate/tag.ts';
 import type { Change } from '../src/oplog/entry.ts';
 import { startReplicaSets, type ReplicaSet } from '../scripts/replica-sets.ts';
 
 const ORIGIN = '2c88ae84-7cb9-40f7-835d-c05e981f564d';
 const ts = new Timestamp({ t: 1_700_000_000, i: 1 });
 const tag = makeTag(ORIGIN, ts);
-const ins = (id: unknown, doc: object = {}, ns = 'db.c') => planWrite({ op: 'i', o: { _id: id, ...doc } }, ns, tag);
-const upd = (id: unknown, set: object, ns = 'db.c') => planWrite({ op: 'u', o: { $v: 2, diff: { u: set } }, o2: { _id: id } }, ns, tag);
-const del = (id: unknown, ns = 'db.c') => planWrite({ op: 'd', o: { _id: id } }, ns, tag);
+let seq = 0;
+const plan = (change: Omit<Change, 'ts' | 'seq'>, ns: string) => planWrite({ ...change, ts, seq: seq++ }, ns, tag, ORIGIN);
+const ins = (id: unknown, doc: object = {}, ns = 'db.c') => plan({ op: 'i', ns, o: { _id: id, ...doc } }, ns);
+const upd = (id: unknown, set: object, ns = 'db.c') => plan({ op: 'u', ns, o: { $v: 2, diff: { u: set } }, o2: { _id: id } }, ns);
+const del = (id: unknown, ns = 'db.c') => plan({ op: 'd', ns, o: { _id: id } }, ns);
 const describe = (w: DestinationWrite) => `${w.kind[0]}${String(w.id)}`;
 
 test('a document keeps its writes in order, in one partition, whatever the numeric type of its _id', () => {
@@ -42,35 +45,20 @@ test('writes are regrouped by command type, each after its own document\'s previ
   ]);
 });
 
-test("a delete's mark, written before a run of deletes, still gives each delete its origin", () => {
-  const other = '0d9c284b-b47c-40b5-932c-547b8685edd0';
-  const mark = (id: number): Change => ({ op: 'u', ns: 'db.c', o: { $v: 2, diff: { u: { __mmm: makeTag(other, ts) } } }, o2: { _id: id }, ts });
-  const remove = (id: number): Change => ({ op: 'd', ns: 'db.c', o: { _id: id }, ts });
-  const out = attributeOrigins([mark(1), mark(2), remove(1), remove(2), remove(3)]);
-  assert.deepEqual(out.map((c) => [c.op, c.o._id, c.origin]), [
-    ['d', 1, other],
-    ['d', 2, other],
-    ['d', 3, undefined],
-  ]);
-});
-
-test('the read-ahead queue makes the reader wait when it is full, and hands over in order', async () => {
-  const queue = new ReadAheadQueue<{ weight: number; n: number }>(10);
-  await queue.push({ weight: 6, n: 1 });
-  let pushed = false;
-  const second = queue.push({ weight: 6, n: 2 }).then(() => (pushed = true));
-  await new Promise((r) => setTimeout(r, 20));
-  assert.equal(pushed, false, 'no room for the second batch yet');
-  assert.deepEqual((await queue.take(() => true)).map((b) => b.n), [1]);
-  await second;
-  await queue.push({ weight: 1, n: 3 });
-  assert.deepEqual((await queue.take(() => true)).map((b) => b.n), [2, 3]);
-  queue.fail(new Error('cursor died'));
-  await assert.rejects(queue.take(() => true), /cursor died/);
-});
-
 let set: ReplicaSet;
 let client: MongoClient;
+
+function options(partitions: number, onRefused: 'keep' | 'stop' = 'keep'): ParallelApplyOptions {
+  return {
+    ...APPLY_DEFAULTS,
+    writeConcern: { w: 'majority' },
+    logger: silentLogger,
+    partitions,
+    sourceId: ORIGIN,
+    refused: new RefusedWrites(client, ORIGIN, { w: 'majority' }),
+    onRefused,
+  };
+}
 
 before(async () => {
   [set] = (await startReplicaSets(1)) as [ReplicaSet];
@@ -90,7 +78,7 @@ test('a write refused after regrouping makes the batch go again in oplog order, 
   // On the source: 1 gave up its address, then 2 took it. Regrouped, the insert of 2 would go
   // before the delete of 1 and hit the unique index.
   const writes = [del(1, 'db.unique'), ins(2, { email: 'x@example.com' }, 'db.unique'), ins(3, { email: 'y@example.com' }, 'db.unique')];
-  const stats = await applyInParallel(client, writes, { writeConcern: { w: 'majority' }, logger: silentLogger, partitions: 1 });
+  const stats = await applyInParallel(client, writes, options(1));
   assert.deepEqual(stats, { inserted: 2, updated: 0, deleted: 1, missed: 0, failed: 0 });
   assert.deepEqual(await coll.find({}, { projection: { __mmm: 0 } }).sort({ _id: 1 }).toArray(), [
     { _id: 2, email: 'x@example.com' },
@@ -105,7 +93,7 @@ test('many writes in parallel partitions end as the same documents as in order',
   for (let i = 0; i < 2_000; i += 3) writes.push(upd(i, { v: 1 }, 'db.many'));
   for (let i = 0; i < 2_000; i += 5) writes.push(del(i, 'db.many'));
   for (let i = 0; i < 2_000; i += 10) writes.push(ins(i, { v: 2 }, 'db.many'));
-  const stats = await applyInParallel(client, writes, { writeConcern: { w: 'majority' }, logger: silentLogger, partitions: 4 });
+  const stats = await applyInParallel(client, writes, options(4));
   assert.equal(stats.failed, 0);
   const docs = await coll.find({}, { projection: { __mmm: 0 } }).sort({ _id: 1 }).toArray();
   const expected = [];
@@ -114,4 +102,56 @@ test('many writes in parallel partitions end as the same documents as in order',
     else if (i % 5 !== 0) expected.push({ _id: i, v: i % 3 === 0 ? 1 : 0 });
   }
   assert.deepEqual(docs, expected);
+});
+
+test('a write refused in oplog order too is kept in mmm.refused, and the writes around it are applied', async () => {
+  const coll = client.db('db').collection<{ _id: number; k: string }>('refused');
+  await coll.createIndex({ k: 1 }, { unique: true });
+  await coll.insertOne({ _id: 1, k: 'taken' });
+  const writes = [ins(2, { k: 'a' }, 'db.refused'), ins(3, { k: 'taken' }, 'db.refused'), ins(4, { k: 'b' }, 'db.refused')];
+  const stats = await applyInParallel(client, writes, options(2));
+  assert.equal(stats.failed, 1);
+  assert.deepEqual(await coll.find({}, { projection: { __mmm: 0 } }).sort({ _id: 1 }).toArray(), [
+    { _id: 1, k: 'taken' },
+    { _id: 2, k: 'a' },
+    { _id: 4, k: 'b' },
+  ]);
+  const kept = await client.db('mmm').collection('refused').find({ ns: 'db.refused' }).toArray();
+  assert.equal(kept.length, 1);
+  assert.equal(kept[0]!.docId, 3);
+  assert.equal(kept[0]!.op, 'i');
+  assert.equal(kept[0]!.error.code, 11000);
+  // The same refusal met again (a replay) keeps one record.
+  await applyInParallel(client, writes, options(1));
+  assert.equal(await client.db('mmm').collection('refused').countDocuments({ ns: 'db.refused' }), 1);
+  assert.equal(await new RefusedWrites(client, ORIGIN, { w: 'majority' }).count(), 1);
+});
+
+test('with onRefused stop, the writes before the refused one are applied, then the apply stops naming it', async () => {
+  const coll = client.db('db').collection<{ _id: number; k: string }>('stop');
+  await coll.createIndex({ k: 1 }, { unique: true });
+  await coll.insertOne({ _id: 1, k: 'taken' });
+  const writes = [ins(2, { k: 'a' }, 'db.stop'), ins(3, { k: 'taken' }, 'db.stop'), ins(4, { k: 'b' }, 'db.stop')];
+  await assert.rejects(applyInParallel(client, writes, options(1, 'stop')), (err: unknown) => {
+    assert.ok(err instanceof RefusedWriteError);
+    assert.equal(err.ns, 'db.stop');
+    assert.equal(err.id, 3);
+    return true;
+  });
+  assert.deepEqual((await coll.find().sort({ _id: 1 }).toArray()).map((d) => d._id), [1, 2]);
+  assert.equal(await client.db('mmm').collection('refused').countDocuments({ ns: 'db.stop' }), 1);
+});
+
+test("a transaction too large for the destination's cache is applied in smaller ones, in order", async () => {
+  // 40 documents of 4 MB: 160 MB in one transaction, more than these servers' 0.25 GB cache takes.
+  const since = (await client.db('local').collection('oplog.rs').find().sort({ $natural: -1 }).limit(1).next())!.ts;
+  const big = 'x'.repeat(4 * 1024 * 1024);
+  const writes = Array.from({ length: 40 }, (_, k) => ins(k, { big, k }, 'db.big'));
+  writes.push(upd(0, { last: true }, 'db.big'));
+  const stats = await applyInParallel(client, writes, options(1));
+  assert.deepEqual(stats, { inserted: 40, updated: 1, deleted: 0, missed: 0, failed: 0 });
+  assert.equal(await client.db('db').collection('big').countDocuments(), 40);
+  assert.equal((await client.db('db').collection('big').findOne({ _id: 0 as never }))?.last, true);
+  const commits = await client.db('local').collection('oplog.rs').countDocuments({ ts: { $gt: since }, 'o.applyOps.ns': 'mmm.writes' });
+  assert.ok(commits > 1, `${commits} transaction(s)`);
 });

@@ -102,6 +102,11 @@ describe('bad input: one line, exit code 2, nothing written', { concurrency: 6 }
       rep('server_a/test.system.users', 'server_b/test.foo'),
       '--src "server_a/test.system.users": system collections belong to MongoDB itself and cannot be replicated',
     ],
+    [
+      'a time-series buckets collection',
+      rep('server_a/test.system.buckets.ts', 'server_b/test.ts'),
+      '--src "server_a/test.system.buckets.ts": system collections belong to MongoDB itself and cannot be replicated',
+    ],
     ['the local database', rep('server_a/test.foo', 'server_b/local.foo'), '--dst "server_b/local.foo": the local database belongs to MongoDB itself and cannot be replicated'],
     ['the config database', rep('server_a/config.foo', 'server_b/test.foo'), '--src "server_a/config.foo": the config database belongs to MongoDB itself and cannot be replicated'],
     ['the admin database', rep('server_a/Admin.foo', 'server_b/test.foo'), '--src "server_a/Admin.foo": the Admin database belongs to MongoDB itself and cannot be replicated'],
@@ -123,6 +128,36 @@ describe('bad input: one line, exit code 2, nothing written', { concurrency: 6 }
   for (const [name, args, message] of cases) {
     test(name, () => assertFails(args, 2, message));
   }
+});
+
+describe('a time-series collection on either side: one line, exit code 2, nothing written', () => {
+  before(async () => {
+    await clients[0]!.db('test').createCollection('ts', { timeseries: { timeField: 't' } });
+    await clients[1]!.db('test').createCollection('tsb', { timeseries: { timeField: 't', metaField: 'm' } });
+  });
+
+  after(async () => {
+    await clients[0]!.db('test').collection('ts').drop();
+    await clients[1]!.db('test').collection('tsb').drop();
+  });
+
+  const refused = async (args: string[], message: string) => {
+    const before = await mmm(['-c', 'test.yml', 'dump-config']);
+    await assertFails(args, 2, message);
+    assert.deepEqual(await mmm(['-c', 'test.yml', 'dump-config']), before);
+  };
+
+  test('the source', () =>
+    refused(
+      rep('server_a/test.ts', 'server_b/test.ts'),
+      '--src server_a/test.ts is a time-series collection: its writes are logged on test.system.buckets.ts, which mmm cannot replicate exactly',
+    ));
+
+  test('the destination', () =>
+    refused(
+      rep('server_a/test.plain', 'server_b/test.tsb', '-o', 'i'),
+      '--dst server_b/test.tsb is a time-series collection: its writes are logged on test.system.buckets.tsb, which mmm cannot replicate exactly',
+    ));
 });
 
 describe('a bad topology file: one line, exit code 2, no question asked', { concurrency: 4 }, () => {

@@ -102,3 +102,56 @@ test('prepared transactions are refused, not guessed at', () => {
     UnsupportedOplogEntryError,
   );
 });
+
+const marker = (origin: string, n = 1): Document =>
+  n === 1
+    ? { op: 'i', ns: 'mmm.writes', o: { _id: { origin, source: 'S', lane: 0 }, n: 1 } }
+    : { op: 'u', ns: 'mmm.writes', o: { $v: 2, diff: { u: { n } } }, o2: { _id: { origin, source: 'S', lane: 0 } } };
+
+test("a transaction's operations after a marker are mmm's, for the origin it names; the markers are no changes", () => {
+  const decoder = new OplogDecoder(ts(0));
+  const { changes } = decoder.decode([
+    txnEntry(1, [
+      marker('origin-a'),
+      { op: 'i', ns: 'db.c', o: { _id: 1 } },
+      { op: 'u', ns: 'db.c', o: { $v: 2, diff: { u: { a: 1 } } }, o2: { _id: 1 } },
+      marker('origin-c', 4),
+      { op: 'd', ns: 'db.c', o: { _id: 2 } },
+    ], {}),
+    // A user's transaction: no marker, no origin.
+    txnEntry(2, [{ op: 'i', ns: 'db.c', o: { _id: 3 } }], {}),
+    insert(3, 4),
+  ]);
+  assert.deepEqual(changes.map((c) => [c.op, c.ts.i, c.seq, c.origin]), [
+    ['i', 1, 1, 'origin-a'],
+    ['u', 1, 2, 'origin-a'],
+    ['d', 1, 4, 'origin-c'],
+    ['i', 2, 0, undefined],
+    ['i', 3, 0, undefined],
+  ]);
+});
+
+test('a marker in the first entry of a transaction split over partialTxn entries covers the later entries', () => {
+  const decoder = new OplogDecoder(ts(0));
+  decoder.decode([txnEntry(1, [marker('origin-a'), { op: 'i', ns: 'db.c', o: { _id: 1 } }], { partialTxn: true })]);
+  const { changes } = decoder.decode([txnEntry(2, [{ op: 'i', ns: 'db.c', o: { _id: 2 } }], { count: 3 })]);
+  assert.deepEqual(changes.map((c) => [c.o._id, c.origin, c.ts.i]), [[1, 'origin-a', 2], [2, 'origin-a', 2]]);
+});
+
+test('an applyOps inside an applyOps is unrolled in its place', () => {
+  const decoder = new OplogDecoder(ts(0));
+  const { changes } = decoder.decode([
+    entry(1, {
+      op: 'c',
+      ns: 'admin.$cmd',
+      o: {
+        applyOps: [
+          { op: 'i', ns: 'db.c', o: { _id: 1 } },
+          { op: 'c', ns: 'admin.$cmd', o: { applyOps: [{ op: 'i', ns: 'db.c', o: { _id: 2 } }, { op: 'c', ns: 'admin.$cmd', o: { applyOps: [{ op: 'd', ns: 'db.c', o: { _id: 1 } }] } }] } },
+          { op: 'i', ns: 'db.c', o: { _id: 3 } },
+        ],
+      },
+    }),
+  ]);
+  assert.deepEqual(changes.map((c) => [c.op, c.o._id]), [['i', 1], ['i', 2], ['d', 1], ['i', 3]]);
+});

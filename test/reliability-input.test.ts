@@ -143,6 +143,12 @@ describe('the metadata options: one line, exit 2, nothing written', { concurrenc
     await assertFails([...meta, '--src=server_a/mmm.mmm', '--dst=server_b/test.x'], 2, '--src "server_a/mmm.mmm": mmm keeps its links and checkpoints there, so it cannot be replicated');
     await assertFails([...meta, '--src=server_a/test.x', '--dst=server_b/mmm.mmm'], 2, '--dst "server_b/mmm.mmm": mmm keeps its links and checkpoints there, so it cannot be replicated');
   });
+  test("a link from or into mmm's own database, whose markers tell mmm's writes from users'", async () => {
+    const replicate = ['-c', 'test.yml', 'replicate'];
+    const why = "the database mmm is mmm's own (its write markers and refused writes), so it cannot be replicated";
+    await assertFails([...replicate, '--src=server_a/mmm.writes', '--dst=server_b/test.x'], 2, `--src "server_a/mmm.writes": ${why}`);
+    await assertFails([...replicate, '--src=server_a/test.x', '--dst=server_b/mmm.refused'], 2, `--dst "server_b/mmm.refused": ${why}`);
+  });
 });
 
 describe('runtime failures: one line naming the server, exit 1, nothing written', { concurrency: 4 }, () => {

@@ -1,12 +1,12 @@
-// Unit tests of loop breaking: the tag's format, how a change's origin is read from each oplog
-// form, and the routing rules for two-way, ring and mesh topologies.
+// Unit tests of loop breaking: the tag's format, how a marker names its origin, and the routing
+// rules for two-way, ring and mesh topologies and for links added while a run goes on.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Binary, Int32, Timestamp } from 'mongodb';
+import { Int32, Timestamp } from 'mongodb';
 import type { Link } from '../src/config/store.ts';
 import type { Change } from '../src/oplog/entry.ts';
 import { Router } from '../src/replicate/route.ts';
-import { attributeOrigins, makeTag, tagOrigin, type AttributedChange } from '../src/replicate/tag.ts';
+import { makeTag, markerOrigin } from '../src/replicate/tag.ts';
 
 const A = '2c88ae84-7cb9-40f7-835d-c05e981f564d';
 const B = '0d9c284b-b47c-40b5-932c-547b8685edd0';
@@ -14,57 +14,46 @@ const C = '9b1deb4d-3b7d-4bad-9bdd-2b0d7b3dcb6d';
 const ts = new Timestamp({ t: 1700000000, i: 7 });
 const v2 = (diff: object) => ({ $v: new Int32(2), diff });
 
-test('a tag names its origin and the source position, and reads back', () => {
-  const tag = makeTag(A, ts);
-  assert.equal(tag, `${A}:1700000000:7`);
-  assert.equal(tagOrigin(tag), A);
-  assert.equal(tagOrigin(A), A, 'a bare UUID string');
-  assert.equal(tagOrigin(new Binary(Buffer.from(A.replaceAll('-', ''), 'hex'), 4)), A, "the original's BSON UUID tag");
-  assert.equal(tagOrigin('hello'), undefined);
-  assert.equal(tagOrigin(undefined), undefined);
+test('a tag names its origin and the source position', () => {
+  assert.equal(makeTag(A, ts), `${A}:1700000000:7`);
 });
 
-test('origins are read from inserts, replacements, $v:2 and $v:1 updates', () => {
-  const tag = makeTag(B, ts);
-  const changes: Change[] = [
-    { op: 'i', ns: 'db.c', o: { _id: 1, __mmm: tag }, ts },
-    { op: 'i', ns: 'db.c', o: { _id: 2 }, ts },
-    { op: 'u', ns: 'db.c', o: { _id: 1, a: 1, __mmm: tag }, o2: { _id: 1 }, ts },
-    { op: 'u', ns: 'db.c', o: v2({ u: { a: 1, __mmm: tag } }), o2: { _id: 1 }, ts },
-    { op: 'u', ns: 'db.c', o: v2({ i: { __mmm: tag } }), o2: { _id: 1 }, ts },
-    // A user's update that leaves the tag alone: the diff does not mention it.
-    { op: 'u', ns: 'db.c', o: v2({ u: { a: 2 } }), o2: { _id: 1 }, ts },
-    { op: 'u', ns: 'db.c', o: { $v: new Int32(1), $set: { a: 1, __mmm: tag } }, o2: { _id: 1 }, ts },
-    { op: 'd', ns: 'db.c', o: { _id: 1 }, ts },
-  ];
-  assert.deepEqual(attributeOrigins(changes).map((c) => c.origin), [B, undefined, B, B, B, undefined, B, undefined]);
+test("a marker's origin is read from its first write (an upsert, logged as an insert) and later ones", () => {
+  const id = { origin: B, source: A, lane: 0 };
+  assert.equal(markerOrigin({ op: 'i', o: { _id: id, n: 1 } }), B);
+  assert.equal(markerOrigin({ op: 'u', o: v2({ u: { n: 2 } }), o2: { _id: id } }), B);
+  assert.equal(markerOrigin({ op: 'u', o: v2({ u: { n: 2 } }), o2: { _id: 'something else' } }), undefined);
 });
 
-test("mmm's mark before a delete gives the delete its origin and is not replicated itself", () => {
-  const tag = makeTag(C, ts);
-  const other = new Timestamp({ t: 1700000000, i: 8 });
-  const changes: Change[] = [
-    { op: 'u', ns: 'db.c', o: v2({ u: { __mmm: tag } }), o2: { _id: 5 }, ts },
-    { op: 'd', ns: 'db.c', o: { _id: 5 }, ts },
-    // A tag-only update followed by a delete of another document is no mark.
-    { op: 'u', ns: 'db.c', o: v2({ u: { __mmm: tag } }), o2: { _id: 6 }, ts: other },
-    { op: 'd', ns: 'db.c', o: { _id: 7 }, ts: other },
-  ];
-  const out = attributeOrigins(changes);
-  assert.deepEqual(out.map((c) => [c.op, c.op === 'u' ? c.o2?._id : c.o._id, c.origin]), [
-    ['d', 5, C],
-    ['u', 6, C],
-    ['d', 7, undefined],
-  ]);
+test('links with a `since` take changes after it; the others, changes after the checkpoint', () => {
+  const older = new Timestamp({ t: 1700000000, i: 3 });
+  const newer = new Timestamp({ t: 1700000000, i: 9 });
+  const covered = link('test.foo', 'test.foo');
+  const added = { ...link('test.bar', 'test.bar'), since: older };
+  const router = new Router({ destinationId: B, sourceId: A, linksBySource: new Map([[A, [covered, added]]]) });
+  // Checkpoint at `ts` (i: 7): reading goes back to the new link's since (i: 3).
+  assert.ok(router.startAt(ts)!.equals(older));
+  const at = (i: number, ns: string): Change => ({ ...change(undefined, 'i', ns), ts: new Timestamp({ t: 1700000000, i }) });
+  assert.equal(router.route(at(5, 'test.foo')).length, 0, 'before the checkpoint: applied already');
+  assert.equal(router.route(at(5, 'test.bar')).length, 1, 'after the new link was made');
+  assert.equal(router.route(at(8, 'test.foo')).length, 1);
+  assert.deepEqual(router.coveredBy(ts), [added]);
+  assert.deepEqual(router.coveredBy(new Timestamp({ t: 1700000000, i: 2 })), []);
+  // A link made after the checkpoint (run stopped meanwhile) takes nothing before it was made.
+  const later = new Router({ destinationId: B, sourceId: A, linksBySource: new Map([[A, [covered, { ...added, since: newer }]]]) });
+  assert.ok(later.startAt(ts)!.equals(ts));
+  assert.equal(later.route(at(8, 'test.bar')).length, 0);
+  assert.equal(later.route(at(10, 'test.bar')).length, 1);
 });
 
 const link = (src: string, dst: string, ops = 'iud'): Link => ({ src, dst, ops, created: new Date() });
-const change = (origin: string | undefined, op: 'i' | 'u' | 'd' = 'i', ns = 'test.foo'): AttributedChange => ({
+const change = (origin: string | undefined, op: 'i' | 'u' | 'd' = 'i', ns = 'test.foo'): Change => ({
   op,
   ns,
   o: { _id: 1 },
   o2: { _id: 1 },
   ts,
+  seq: 0,
   ...(origin ? { origin } : {}),
 });
 

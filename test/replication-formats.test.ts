@@ -146,3 +146,32 @@ test('collections without a link are left alone', async () => {
   await settle(topology, clients);
   assert.equal(await coll('server_b', 'test.unlinked').countDocuments(), 0);
 });
+
+test('a diff nested 60 levels deep is replayed exactly, and the link goes on', async () => {
+  let deep: Document = { leaf: 0, list: [1] };
+  for (let level = 0; level < 60; level++) deep = { [`l${level}`]: deep };
+  await coll('server_a').insertOne({ _id: 'deep', deep });
+  const path = ['deep', ...Array.from({ length: 60 }, (_, k) => `l${59 - k}`)].join('.');
+  await coll('server_a').updateOne({ _id: 'deep' }, { $set: { [`${path}.leaf`]: 1, [`${path}.added`]: 'x' }, $push: { [`${path}.list`]: 2 } } as Document);
+  const entry = await clients.get('server_a')!.db('local').collection('oplog.rs').find({ ns: 'test.foo', 'o2._id': 'deep' }).sort({ $natural: -1 }).limit(1).next();
+  assert.equal(entry?.o.$v, 2, 'the server logged a diff');
+  await coll('server_a').insertOne({ _id: 'after deep' });
+  await assertSame();
+});
+
+test('an applyOps inside an applyOps crosses whole', async () => {
+  await clients.get('server_a')!.db('admin').command({
+    applyOps: [
+      { op: 'i', ns: 'test.foo', o: { _id: 'outer' } },
+      { op: 'c', ns: 'admin.$cmd', o: { applyOps: [{ op: 'i', ns: 'test.foo', o: { _id: 'inner' } }, { op: 'u', ns: 'test.foo', o: { $v: 2, diff: { i: { touched: true } } }, o2: { _id: 'outer' } }] } },
+    ],
+  });
+  // MongoDB 6.0.5 logs the inner applyOps as an entry of its own (the outer one, holding a
+  // command, is not applied atomically); an entry holding one inside another is decoded too
+  // (test/oplog-decode.test.ts).
+  const inner = await clients.get('server_a')!.db('local').collection('oplog.rs').countDocuments({ op: 'c', 'o.applyOps.o._id': 'inner' });
+  assert.equal(inner, 1);
+  await assertSame();
+  assert.deepEqual(await coll('server_b').findOne({ _id: 'outer' }, { projection: { __mmm: 0 } }), { _id: 'outer', touched: true });
+  assert.equal(await coll('server_b').countDocuments({ _id: 'inner' }), 1);
+});

@@ -1,29 +1,28 @@
 // Applying a batch in parallel: writes to different documents commute, writes to one document
 // do not. So the batch is split into partitions by a hash of (namespace, `_id`), every write of
 // a document landing in the same partition in oplog order, and the partitions are applied at
-// the same time, each on its own connection.
+// the same time, each as one destination transaction on its own connection (writer.ts).
 //
-// Within a partition, writes are also regrouped into as few round trips as order allows. A
-// write only has to come after the previous write of its own document, so each goes into the
+// Within a partition, writes are also regrouped into as few commands as order allows. A write
+// only has to come after the previous write of its own document, so each goes into the
 // earliest "phase" that follows that write: phases alternate between upserts/updates (one
-// ordered bulk write per namespace: a single update command) and deletes (one tag-and-delete
-// transaction per namespace, see writer.ts). A batch of inserts, updates and deletes of distinct
-// documents becomes one update command and one delete transaction per partition, instead of
-// one round trip per run of consecutive deletes.
+// update command per namespace) and deletes (one delete command per namespace). A batch of
+// inserts, updates and deletes of distinct documents becomes, per partition, a transaction of
+// a marker, one update command and one delete command per namespace, and the commit.
 //
 // Reordering writes of different documents can make a unique secondary index refuse a write
 // that the source's order allowed (a document taking a value another one gives up in the same
-// batch). So a partition stops at its first refused write, and the whole batch is then applied
-// again in oplog order, one write at a time as before (applyWrites): every write converges when
-// replayed (writer.ts), so the replay ends where an in-order apply would have.
+// batch). So a partition's transaction is aborted at its first refused write, and the whole
+// batch is then applied again in oplog order (applyInOrder), where a refusal is one for good:
+// every write converges when replayed (writer.ts), so the replay ends where an in-order apply
+// would have.
 //
 // The caller records the checkpoint only after this returns, that is after every partition's
-// writes are acknowledged: the checkpoint never passes an unapplied write, and a source
-// transaction's operations, always decoded into one batch, are covered all together or not at all.
+// transaction has committed: the checkpoint never passes an unapplied write.
 
 import { Binary, Decimal128, Double, Int32, Long, ObjectId, type MongoClient } from 'mongodb';
 import { isTransient } from './transient.ts';
-import { applyGroup, applyWrites, emptyStats, type ApplyOptions, type ApplyStats, type DestinationWrite } from './writer.ts';
+import { addStats, applyInOrder, applyTransaction, emptyStats, WriteRefusal, type ApplyOptions, type ApplyStats, type DestinationWrite } from './writer.ts';
 
 export interface ParallelApplyOptions extends ApplyOptions {
   /** Partitions applied at the same time (1: regrouping only, no parallelism). */
@@ -36,34 +35,23 @@ export async function applyInParallel(client: MongoClient, writes: readonly Dest
   const wanted = Math.ceil(writes.length / (options.minWritesPerPartition ?? 100));
   const count = Math.max(1, Math.min(options.partitions, wanted));
   const partitions = partition(writes, count);
-  const stats = partitions.map(() => emptyStats());
-  const strict = { ...options, strict: true };
+  // Each partition is one transaction on a lane of its own (its markers never conflict).
   const results = await Promise.allSettled(
-    partitions.map(async (part, k) => {
-      for (const phase of phases(part)) for (const group of phase.values()) await applyGroup(client, group, strict, stats[k]!);
-    }),
+    partitions.map((part, lane) => applyTransaction(client, phases(part).flatMap((phase) => [...phase.values()].flat()), options, lane)),
   );
   const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
   const transient = failures.find((err) => isTransient(err));
   if (transient !== undefined) throw transient;
+  const other = failures.find((err) => !(err instanceof WriteRefusal));
+  if (other !== undefined) throw other;
   if (failures.length > 0) {
     options.logger.info(
       { writes: writes.length, err: (failures[0] as Error).message },
       'a write was refused in a parallel apply; applying the batch again in oplog order',
     );
-    return applyWrites(client, writes, options);
+    return applyInOrder(client, writes, options);
   }
-  return stats.reduce(add, emptyStats());
-}
-
-function add(a: ApplyStats, b: ApplyStats): ApplyStats {
-  return {
-    inserted: a.inserted + b.inserted,
-    updated: a.updated + b.updated,
-    deleted: a.deleted + b.deleted,
-    missed: a.missed + b.missed,
-    failed: a.failed + b.failed,
-  };
+  return results.reduce((sum, r) => (r.status === 'fulfilled' ? addStats(sum, r.value) : sum), emptyStats());
 }
 
 /** Splits writes by document, keeping the order of each document's writes. */
@@ -105,7 +93,7 @@ export function phases(writes: readonly DestinationWrite[]): Array<Map<string, D
 
 /**
  * 0: sent in an update command (an insert is an upsert, so that a replay cannot fail on a
- * duplicate key, see writer.ts), 1: in a delete transaction.
+ * duplicate key, see writer.ts), 1: in a delete command.
  */
 function commandType(w: DestinationWrite): 0 | 1 {
   return w.kind === 'delete' ? 1 : 0;

@@ -1,46 +1,66 @@
-// Applying: changes in, writes on the destination out, in order, with as few round trips as
-// order allows. Consecutive writes to one collection go out as one ordered bulk write; a run of
-// consecutive deletes goes out as one transaction that tags each document before deleting it
-// (see ../replicate/tag.ts for why a delete needs that). A replication loop applies its batches
-// through ./parallel.ts, which splits them by document and regroups them, and falls back on
-// applyWrites, in oplog order, when the destination refuses a write.
+// Applying: planned writes in, one destination transaction out. The transaction starts with a
+// marker naming the writes' origin (../replicate/tag.ts), so the destination's oplog says they
+// are mmm's; consecutive writes to one collection go out as one ordered bulk write. A
+// replication loop applies its batches through ./parallel.ts, which splits them by document
+// and regroups them, and falls back on applyInOrder, in oplog order, when the destination
+// refuses a write.
 //
 // Every write is idempotent, so a batch replayed after a crash converges instead of failing:
 // an insert is an upsert of the whole document (a replayed insert cannot hit a duplicate key),
 // an update's oplog form already holds resulting values (OPLOG.md), a delete of a missing
 // document deletes nothing.
+//
+// A process that dies in the middle of a batch cannot harm the replay that follows it: its
+// writes only count once its transaction commits, which takes a command it can no longer
+// send; a transaction that committed did so before the new process wrote (two transactions
+// writing one document are serialised by the server: the later one waits or retries). So a
+// write command of the old process that is still running on the server (the server does not
+// stop a write when its client goes away, OPLOG.md) ends in a transaction that never commits.
 
-import type { AnyBulkWriteOperation, Document, Filter, MongoClient, WriteConcernSettings, WriteError } from 'mongodb';
-import { MongoBulkWriteError } from 'mongodb';
+import type { AnyBulkWriteOperation, ClientSession, Document, Filter, MongoClient, WriteConcernSettings, WriteError } from 'mongodb';
+import { MongoBulkWriteError, MongoInvalidArgumentError, MongoServerError } from 'mongodb';
 import type { Logger } from '../log.ts';
-import { TAG_FIELD } from '../replicate/tag.ts';
-import { isTransient } from './transient.ts';
-import { translateUpdate, type UpdateSpec } from './update.ts';
+import type { Change } from '../oplog/entry.ts';
+import { MARKER_COLLECTION, MMM_DATABASE, RUN_ID, type MarkerId } from '../replicate/tag.ts';
+import type { RefusedWrites } from './refused.ts';
+import { isTransient, serverErrorCode } from './transient.ts';
+import { rebuildDocument, translateUpdate, type UpdateSpec } from './update.ts';
+
+interface WriteBase {
+  /** Namespace on the destination. */
+  ns: string;
+  id: unknown;
+  /** The server a user first made the write on. */
+  origin: string;
+  /** The `__mmm` value the written document gets. */
+  tag: string;
+  /** The source operation it replays (for the record of a refused write). */
+  change: Change;
+}
 
 /** One write for the destination, as planned from an oplog operation. */
 export type DestinationWrite =
-  | {
+  | (WriteBase & {
       kind: 'insert' | 'update';
-      ns: string;
-      id: unknown;
       spec: UpdateSpec;
       /** The spec holds the whole document: create it if the destination lacks it. */
       upsert: boolean;
-    }
-  | { kind: 'delete'; ns: string; id: unknown; tag: string };
+    })
+  | (WriteBase & { kind: 'delete' });
 
-/** Plans the write that replays `op` on collection `ns` of the destination, carrying `tag`. */
-export function planWrite(op: { op: 'i' | 'u' | 'd'; o: Document; o2?: Document }, ns: string, tag: string): DestinationWrite {
-  switch (op.op) {
+/** Plans the write that replays `change` on collection `ns` of the destination, carrying `tag`. */
+export function planWrite(change: Change, ns: string, tag: string, origin: string): DestinationWrite {
+  const base = { ns, origin, tag, change };
+  switch (change.op) {
     case 'i':
       // An insert is written as an upsert of the whole document, so a replay cannot fail on a
       // duplicate key; translateUpdate tags it (and copes with `$`-prefixed field names).
-      return { kind: 'insert', ns, id: op.o._id, spec: translateUpdate(op.o, tag), upsert: true };
+      return { ...base, kind: 'insert', id: change.o._id, spec: translateUpdate(change.o, tag), upsert: true };
     case 'u':
       // A replacement (it has `_id`) holds the whole document too; a diff needs the old one.
-      return { kind: 'update', ns, id: op.o2?._id, spec: translateUpdate(op.o, tag), upsert: '_id' in op.o };
+      return { ...base, kind: 'update', id: change.o2?._id, spec: translateUpdate(change.o, tag), upsert: '_id' in change.o };
     case 'd':
-      return { kind: 'delete', ns, id: op.o._id, tag };
+      return { ...base, kind: 'delete', id: change.o._id };
   }
 }
 
@@ -50,7 +70,7 @@ export interface ApplyStats {
   deleted: number;
   /** Updates whose document the destination does not have. */
   missed: number;
-  /** Writes the destination refused (logged one by one). */
+  /** Writes the destination refused (each kept in `mmm.refused`). */
   failed: number;
 }
 
@@ -58,50 +78,53 @@ export function emptyStats(): ApplyStats {
   return { inserted: 0, updated: 0, deleted: 0, missed: 0, failed: 0 };
 }
 
+export function addStats(a: ApplyStats, b: ApplyStats): ApplyStats {
+  return {
+    inserted: a.inserted + b.inserted,
+    updated: a.updated + b.updated,
+    deleted: a.deleted + b.deleted,
+    missed: a.missed + b.missed,
+    failed: a.failed + b.failed,
+  };
+}
+
+/** What to do with a write the destination refuses for good (`run --on-refused`). */
+export type RefusedPolicy = 'keep' | 'stop';
+
 export interface ApplyOptions {
   writeConcern: WriteConcernSettings;
   logger: Logger;
-  /**
-   * Throw on the first write the destination refuses instead of logging and skipping it: for
-   * applyInParallel, which then applies the whole batch again, in order.
-   */
-  strict?: boolean;
+  /** The source server the loop reads: its markers' `_id`s name it. */
+  sourceId: string;
+  /** Where refused writes are kept. */
+  refused: RefusedWrites;
+  /** keep: record the refused write and go on; stop: record it and fail the link. */
+  onRefused: RefusedPolicy;
+  /** The longest a write command or a commit may run on the server. */
+  maxTimeMS: number;
 }
+
+export const APPLY_DEFAULTS = {
+  onRefused: 'keep',
+  // Bounds how long any write of mmm's runs on a destination, also one whose process is gone.
+  // A batch command of 4,000 writes takes well under a second here; a minute leaves room for a
+  // slow destination, and matches the server's own limit on a transaction's life
+  // (transactionLifetimeLimitSeconds, 60 by default).
+  maxTimeMS: 60_000,
+} as const satisfies Partial<ApplyOptions>;
 
 /**
- * Applies the writes in order. Throws on a failure worth retrying (see isTransient); a write
- * the destination refuses for good (a unique index conflict, a document that no longer fits
- * the update) is logged as an error and counted, and the writes after it still go out.
+ * The destination refused write `index` of a transaction for good (a unique index, a validator,
+ * a document too large): the transaction was aborted, nothing of it was applied. Index -1: one
+ * of several writes of a command, not told which.
  */
-export async function applyWrites(client: MongoClient, writes: readonly DestinationWrite[], options: ApplyOptions): Promise<ApplyStats> {
-  const stats = emptyStats();
-  for (const group of consecutiveGroups(writes)) await applyGroup(client, group, options, stats);
-  return stats;
-}
-
-/**
- * Applies, in order, writes on one namespace that are either all deletes (one transaction) or
- * none (one ordered bulk write), adding to `stats`.
- */
-export async function applyGroup(client: MongoClient, group: DestinationWrite[], options: ApplyOptions, stats: ApplyStats): Promise<void> {
-  if (group[0]!.kind === 'delete') await applyDeletes(client, group as DeleteWrite[], options, stats);
-  else await applyBulk(client, group, options, stats);
-}
-
-type DeleteWrite = Extract<DestinationWrite, { kind: 'delete' }>;
-
-/** Splits writes into runs on one namespace, deletes apart from the rest. */
-function* consecutiveGroups(writes: readonly DestinationWrite[]): Generator<DestinationWrite[]> {
-  let group: DestinationWrite[] = [];
-  for (const w of writes) {
-    const head = group[0];
-    if (head && (head.ns !== w.ns || (head.kind === 'delete') !== (w.kind === 'delete'))) {
-      yield group;
-      group = [];
-    }
-    group.push(w);
+export class WriteRefusal extends Error {
+  constructor(
+    readonly index: number,
+    override readonly cause: Error,
+  ) {
+    super(cause.message, { cause });
   }
-  if (group.length > 0) yield group;
 }
 
 /** Documents of any `_id` type: mmm copies `_id`s, it does not choose them. */
@@ -117,8 +140,141 @@ function collectionOf(client: MongoClient, ns: string) {
   return client.db(ns.slice(0, dot)).collection<AnyDocument>(ns.slice(dot + 1));
 }
 
-function bulkOperation(w: Exclude<DestinationWrite, DeleteWrite>): AnyBulkWriteOperation<AnyDocument> {
+/**
+ * Before a loop from `sourceId` writes: creates mmm's marker collection (a transaction
+ * creating it would conflict with a concurrent one), and removes the markers earlier runs of
+ * this loop left (../replicate/tag.ts). Returns how many; one still locked by a dead run's
+ * open transaction is left for the next time.
+ */
+export async function prepareDestination(client: MongoClient, sourceId: string): Promise<number> {
+  const markers = client.db(MMM_DATABASE).collection<{ _id: MarkerId }>(MARKER_COLLECTION);
+  await client
+    .db(MMM_DATABASE)
+    .createCollection(MARKER_COLLECTION)
+    .catch((err: unknown) => {
+      if (serverErrorCode(err) !== NAMESPACE_EXISTS) throw err;
+    });
+  const removed = await markers
+    .deleteMany({ '_id.source': sourceId, '_id.run': { $ne: RUN_ID } }, { maxTimeMS: 2000 })
+    .catch(() => ({ deletedCount: 0 }));
+  return removed.deletedCount;
+}
+
+const NAMESPACE_EXISTS = 48;
+
+/**
+ * Applies `writes`, in the order given, as one transaction on `lane` (a lane per concurrent
+ * transaction of a loop). Throws WriteRefusal if the destination refuses one of them for good,
+ * and any other error as it comes (transient ones are the caller's to retry). With
+ * `oneByOne`, each write is a command of its own, so that any refusal names its write.
+ */
+export async function applyTransaction(
+  client: MongoClient,
+  writes: readonly DestinationWrite[],
+  options: ApplyOptions,
+  lane: number,
+  oneByOne = false,
+): Promise<ApplyStats> {
+  if (writes.length === 0) return emptyStats();
+  try {
+    return await oneTransaction(client, writes, options, lane, oneByOne);
+  } catch (err) {
+    // A transaction's writes must fit the destination's cache until it commits: halves, in
+    // order, each its own transaction, until they do.
+    if (serverErrorCode(err) !== TRANSACTION_TOO_LARGE_FOR_CACHE) throw err;
+    // One write alone that does not fit can never be applied in a transaction: refused.
+    if (writes.length === 1) throw new WriteRefusal(0, err as Error);
+    const half = Math.ceil(writes.length / 2);
+    options.logger.debug({ writes: writes.length }, 'a transaction was too large for the destination\'s cache; applying it in halves');
+    const first = await applyTransaction(client, writes.slice(0, half), options, lane, oneByOne);
+    const second = await applyTransaction(client, writes.slice(half), options, lane, oneByOne).catch((refusal: unknown) => {
+      // Named among all of `writes` (the first half is committed: a caller re-applying it converges).
+      if (refusal instanceof WriteRefusal && refusal.index >= 0) throw new WriteRefusal(refusal.index + half, refusal.cause);
+      throw refusal;
+    });
+    return addStats(first, second);
+  }
+}
+
+/** TransactionTooLargeForCache: the server aborted a transaction whose writes outgrew its cache. */
+const TRANSACTION_TOO_LARGE_FOR_CACHE = 388;
+
+async function oneTransaction(
+  client: MongoClient,
+  writes: readonly DestinationWrite[],
+  options: ApplyOptions,
+  lane: number,
+  oneByOne: boolean,
+): Promise<ApplyStats> {
+  const session = client.startSession();
+  try {
+    let stats = emptyStats();
+    // The callback runs again when the server says the transaction may succeed if retried
+    // (TransientTransactionError, such as a write conflict): count the last attempt only.
+    await session.withTransaction(
+      async () => {
+        stats = await statements(client, session, writes, options, lane, oneByOne);
+      },
+      { writeConcern: options.writeConcern, maxCommitTimeMS: options.maxTimeMS },
+    );
+    logEach(writes, options.logger);
+    return stats;
+  } finally {
+    await session.endSession();
+  }
+}
+
+/** The transaction's statements: a marker before each run of one origin, then its writes. */
+async function statements(
+  client: MongoClient,
+  session: ClientSession,
+  writes: readonly DestinationWrite[],
+  options: ApplyOptions,
+  lane: number,
+  oneByOne: boolean,
+): Promise<ApplyStats> {
+  const stats = emptyStats();
+  const markers = client.db(MMM_DATABASE).collection<{ _id: MarkerId; n: number }>(MARKER_COLLECTION);
+  const { maxTimeMS } = options;
+  let origin: string | undefined;
+  let start = 0;
+  while (start < writes.length) {
+    const first = writes[start]!;
+    if (first.origin !== origin) {
+      origin = first.origin;
+      const _id: MarkerId = { origin, source: options.sourceId, lane, run: RUN_ID };
+      await markers.updateOne({ _id }, { $inc: { n: 1 } }, { upsert: true, session, maxTimeMS });
+    }
+    let end = start + 1;
+    if (!oneByOne && !isRebuild(first)) {
+      while (end < writes.length && sameStatement(first, writes[end]!)) end++;
+    }
+    try {
+      if (isRebuild(first)) await rebuild(client, session, first, maxTimeMS, stats);
+      else await bulk(client, session, writes.slice(start, end), maxTimeMS, stats);
+    } catch (err) {
+      const index = refusedIndex(err, end - start);
+      if (index === undefined) throw err;
+      throw new WriteRefusal(index < 0 ? -1 : start + index, err as Error);
+    }
+    start = end;
+  }
+  return stats;
+}
+
+function sameStatement(a: DestinationWrite, b: DestinationWrite): boolean {
+  return b.ns === a.ns && b.origin === a.origin && !isRebuild(b);
+}
+
+type RebuildWrite = Exclude<DestinationWrite, { kind: 'delete' }> & { spec: Extract<UpdateSpec, { kind: 'rebuild' }> };
+
+function isRebuild(w: DestinationWrite): w is RebuildWrite {
+  return w.kind !== 'delete' && w.spec.kind === 'rebuild';
+}
+
+function bulkOperation(w: DestinationWrite): AnyBulkWriteOperation<AnyDocument> {
   const filter = byId(w.id);
+  if (w.kind === 'delete') return { deleteOne: { filter } };
   const { spec, upsert } = w;
   switch (spec.kind) {
     case 'replacement':
@@ -127,48 +283,43 @@ function bulkOperation(w: Exclude<DestinationWrite, DeleteWrite>): AnyBulkWriteO
       return { updateOne: { filter, update: spec.update, upsert } };
     case 'pipeline':
       return { updateOne: { filter, update: spec.pipeline, upsert } };
+    case 'rebuild':
+      throw new Error('a rebuild is its own statement');
   }
 }
 
-async function applyBulk(client: MongoClient, group: DestinationWrite[], options: ApplyOptions, stats: ApplyStats): Promise<void> {
-  const writes = group as Exclude<DestinationWrite, DeleteWrite>[];
-  const collection = collectionOf(client, writes[0]!.ns);
-  let start = 0;
-  while (start < writes.length) {
-    const slice = writes.slice(start);
-    try {
-      const result = await collection.bulkWrite(slice.map(bulkOperation), { ordered: true, writeConcern: options.writeConcern });
-      count(slice, result.matchedCount + result.upsertedCount, stats);
-      logEach(slice, options.logger);
-      return;
-    } catch (err) {
-      if (!(err instanceof MongoBulkWriteError) || isTransient(err) || options.strict) throw err;
-      // Ordered: everything before the failed index was applied, nothing after it was tried.
-      const failedAt = ([] as WriteError[]).concat(err.writeErrors)[0]?.index;
-      if (failedAt === undefined) throw err;
-      const done = slice.slice(0, failedAt);
-      count(done, err.result.matchedCount + err.result.upsertedCount, stats);
-      logEach(done, options.logger);
-      const failed = slice[failedAt]!;
-      stats.failed++;
-      options.logger.error(
-        { ns: failed.ns, _id: failed.id, write: failed.kind, code: err.code, err: err.message },
-        'destination refused a write; it is skipped',
-      );
-      start += failedAt + 1;
-    }
-  }
-}
-
-/** Counts applied writes by kind; `found` is how many updates or upserts found their target. */
-function count(writes: Exclude<DestinationWrite, DeleteWrite>[], found: number, stats: ApplyStats): void {
-  let expected = 0;
-  for (const w of writes) {
+async function bulk(client: MongoClient, session: ClientSession, group: readonly DestinationWrite[], maxTimeMS: number, stats: ApplyStats): Promise<void> {
+  const result = await collectionOf(client, group[0]!.ns).bulkWrite(group.map(bulkOperation), { ordered: true, session, maxTimeMS });
+  let written = 0;
+  for (const w of group) {
+    if (w.kind === 'delete') continue;
+    written++;
     if (w.kind === 'insert') stats.inserted++;
     else stats.updated++;
-    expected++;
   }
-  stats.missed += Math.max(0, expected - found);
+  stats.deleted += result.deletedCount;
+  // An insert (an upsert) always finds or creates its document; an update may find none.
+  stats.missed += Math.max(0, written - result.matchedCount - result.upsertedCount);
+}
+
+/**
+ * A diff too deep for a pipeline (./update.ts): the document is read and rewritten within the
+ * transaction, so no other write can come between the read and the write.
+ */
+async function rebuild(client: MongoClient, session: ClientSession, w: RebuildWrite, maxTimeMS: number, stats: ApplyStats): Promise<void> {
+  const collection = collectionOf(client, w.ns);
+  const current = await collection.findOne(byId(w.id), { session, maxTimeMS, promoteValues: false });
+  stats.updated++;
+  if (!current) {
+    stats.missed++;
+    return;
+  }
+  const document = rebuildDocument(current, w.spec, w.tag);
+  // replaceOne refuses a top-level `$` field name; a pipeline's output may hold one.
+  const replacement = Object.keys(document).some((name) => name.startsWith('$'))
+    ? collection.updateOne(byId(w.id), [{ $replaceWith: { $literal: document } }], { session, maxTimeMS })
+    : collection.replaceOne(byId(w.id), document, { session, maxTimeMS });
+  await replacement;
 }
 
 function logEach(writes: readonly DestinationWrite[], logger: Logger): void {
@@ -176,54 +327,76 @@ function logEach(writes: readonly DestinationWrite[], logger: Logger): void {
   for (const w of writes) logger.debug({ ns: w.ns, _id: w.id, write: w.kind }, 'applied');
 }
 
+/** Server codes that refuse one document's write, not the command or the link. */
+const DOCUMENT_REFUSED = new Set([
+  2, // BadValue
+  9, // FailedToParse
+  14, // TypeMismatch
+  28, // PathNotViable
+  52, // DollarPrefixedFieldName
+  66, // ImmutableField
+  121, // DocumentValidationFailure
+  10334, // BSONObjectTooLarge
+  11000, // DuplicateKey
+  17419, // the document after an update is too large
+  17420, // ditto
+]);
+
 /**
- * Deletes in one transaction: for each document, set the tag, then delete. The transaction's
- * single oplog entry shows both, so whoever reads it knows mmm deleted the document and for
- * which origin. If the transaction fails for good, each delete is retried alone, to find and
- * report the one that cannot be applied.
+ * Which write of a statement of `count` writes the destination refused for good, or undefined
+ * if the error is not a refusal (transient, or about the command or the link as a whole).
  */
-async function applyDeletes(client: MongoClient, group: DeleteWrite[], options: ApplyOptions, stats: ApplyStats): Promise<void> {
-  try {
-    stats.deleted += await deleteInTransaction(client, group, options);
-    logEach(group, options.logger);
-    return;
-  } catch (err) {
-    if (group.length === 1 || isTransient(err) || options.strict) throw err;
+function refusedIndex(err: unknown, count: number): number | undefined {
+  if (isTransient(err)) return undefined;
+  if (err instanceof MongoBulkWriteError) {
+    // Ordered: everything before the failed index ran, nothing after it was tried.
+    const first = ([] as WriteError[]).concat(err.writeErrors)[0];
+    // The whole transaction outgrew the cache, not this write: applyTransaction splits it.
+    if (first?.code === TRANSACTION_TOO_LARGE_FOR_CACHE) return undefined;
+    if (first !== undefined) return first.index;
   }
-  for (const w of group) {
-    try {
-      stats.deleted += await deleteInTransaction(client, [w], options);
-      logEach([w], options.logger);
-    } catch (err) {
-      if (isTransient(err)) throw err;
-      stats.failed++;
-      options.logger.error({ ns: w.ns, _id: w.id, write: 'delete', err: (err as Error).message }, 'destination refused a delete; it is skipped');
-    }
-  }
+  // The driver refuses to send a document over the size limit; the server refuses a statement
+  // of one write with the write's own error. Either names its write only in a statement of one.
+  const refused =
+    err instanceof MongoInvalidArgumentError ||
+    (err instanceof MongoServerError && DOCUMENT_REFUSED.has(serverErrorCode(err) ?? -1));
+  if (!refused) return undefined;
+  return count === 1 ? 0 : -1;
 }
 
-async function deleteInTransaction(client: MongoClient, group: DeleteWrite[], options: ApplyOptions): Promise<number> {
-  const collection = collectionOf(client, group[0]!.ns);
-  // Every mark first, then every delete: an ordered bulk write sends a run of operations of one
-  // type as one command, so this is two round trips whatever the number of documents (marks
-  // interleaved with deletes would be one round trip each). The reader pairs them all the same
-  // (attributeOrigins in ../replicate/tag.ts).
-  const operations: AnyBulkWriteOperation<AnyDocument>[] = [
-    ...group.map((w) => ({ updateOne: { filter: byId(w.id), update: { $set: { [TAG_FIELD]: w.tag } } } })),
-    ...group.map((w) => ({ deleteOne: { filter: byId(w.id) } })),
-  ];
-  const session = client.startSession();
-  try {
-    let deleted = 0;
-    await session.withTransaction(
-      async () => {
-        const result = await collection.bulkWrite(operations, { ordered: true, session });
-        deleted = result.deletedCount;
-      },
-      { writeConcern: options.writeConcern },
-    );
-    return deleted;
-  } finally {
-    await session.endSession();
+/**
+ * Applies `writes` in the given (oplog) order, in transactions, keeping aside what the
+ * destination refuses: each refused write is recorded durably (./refused.ts) and logged, then
+ * with `onRefused: 'stop'` thrown as a RefusedWriteError, with 'keep' skipped. Nothing is
+ * applied out of order: the writes before a refused one commit first, then the record, then
+ * the rest.
+ */
+export async function applyInOrder(client: MongoClient, writes: readonly DestinationWrite[], options: ApplyOptions): Promise<ApplyStats> {
+  let stats = emptyStats();
+  let rest = writes;
+  let oneByOne = false;
+  while (rest.length > 0) {
+    try {
+      stats = addStats(stats, await applyTransaction(client, rest, options, 0, oneByOne));
+      return stats;
+    } catch (err) {
+      if (!(err instanceof WriteRefusal)) throw err;
+      if (err.index < 0) {
+        // A refusal that does not say which write: again, one write per command.
+        oneByOne = true;
+        continue;
+      }
+      if (err.index > 0) stats = addStats(stats, await applyInOrder(client, rest.slice(0, err.index), options));
+      const refused = rest[err.index]!;
+      await options.refused.record(refused, err.cause);
+      stats.failed++;
+      options.logger.error(
+        { ns: refused.ns, _id: refused.id, write: refused.kind, code: serverErrorCode(err.cause), err: err.cause.message },
+        options.onRefused === 'stop' ? 'destination refused a write; it is kept in mmm.refused, and the link stops' : 'destination refused a write; it is kept in mmm.refused',
+      );
+      if (options.onRefused === 'stop') throw options.refused.stopError(refused, err.cause);
+      rest = rest.slice(err.index + 1);
+    }
   }
+  return stats;
 }

@@ -1,11 +1,16 @@
 // `mmm replicate` and `mmm unreplicate`: add, change or remove one link, which the destination
 // server stores (`replicate` also reaches the source, to check it can be read). Everything is
-// checked before connecting, so bad input writes nothing.
+// checked before connecting, so bad input writes nothing; what only the servers can tell (a
+// time-series collection) is checked before anything is written.
 
 import type { Command } from 'commander';
-import { metadataNamespace, parseOps } from '../config/store.ts';
+import type { MongoClient } from 'mongodb';
+import { metadataNamespace, parseOps, type ReplicationConfigStore } from '../config/store.ts';
+import { OplogTailer } from '../oplog/tailer.ts';
+import { DEFAULT_SETTINGS } from '../replicate/settings.ts';
+import { MMM_DATABASE } from '../replicate/tag.ts';
 import { UsageError } from '../errors.ts';
-import { parseServerNamespace } from '../namespace.ts';
+import { parseNamespace, parseServerNamespace } from '../namespace.ts';
 import type { ServerSpec } from '../topology.ts';
 import type { CliContext } from './context.ts';
 
@@ -26,10 +31,19 @@ export function registerReplicate(program: Command, context: CliContext): void {
       const ops = parseOps(options.ops);
       // The source is reached too, though nothing is written there: a link from a server mmm
       // cannot read (unreachable, credentials refused, no oplog) is refused now, not at run time.
-      const result = await context.withClients([link.destination, link.source], ([client]) =>
-        context.store(client!, link.destination).addLink(link.source.id, { src: link.src, dst: link.dst, ops }),
-      );
-      context.logger().debug({ src: options.src, dst: options.dst, ops }, `link ${result}`);
+      const result = await context.withClients([link.destination, link.source], async ([dstClient, srcClient]) => {
+        await refuseTimeSeries(srcClient!, '--src', link.source, link.src);
+        await refuseTimeSeries(dstClient!, '--dst', link.destination, link.dst);
+        // A new link replicates what is written from now on: a running (or later) `run` goes back
+        // to this position for it, however far its checkpoint has gone (../config/store.ts).
+        const since = await new OplogTailer(srcClient!, DEFAULT_SETTINGS).newest();
+        const store = context.store(dstClient!, link.destination);
+        const added = await store.addLink(link.source.id, { src: link.src, dst: link.dst, ops, since });
+        const live = await liveRun(dstClient!, store, link.source.id);
+        return { added, live };
+      });
+      context.logger().debug({ src: options.src, dst: options.dst, ops }, `link ${result.added}`);
+      if (result.live) context.io.stderr.write(`mmm: ${result.live}: it follows this change within a few seconds\n`);
     });
 }
 
@@ -41,11 +55,45 @@ export function registerUnreplicate(program: Command, context: CliContext): void
     .requiredOption('-d, --dst <server/db.coll>', 'the collection they were applied to')
     .action(async (options: LinkOptions) => {
       const link = resolveLink(context, options);
-      const removed = await context.withClients([link.destination], ([client]) =>
-        context.store(client!, link.destination).removeLink(link.source.id, link.src, link.dst),
-      );
+      const { removed, live } = await context.withClients([link.destination], async ([client]) => {
+        const store = context.store(client!, link.destination);
+        // Asked before the link goes: with its last link, the record of the run goes too.
+        const live = await liveRun(client!, store, link.source.id);
+        return { removed: await store.removeLink(link.source.id, link.src, link.dst), live };
+      });
       if (!removed) throw new UsageError(`there is no link from ${options.src} to ${options.dst}`);
+      if (live) context.io.stderr.write(`mmm: ${live}: it stops this link within a few seconds\n`);
     });
+}
+
+/**
+ * A time-series collection's writes are logged on its buckets collection, `db.system.buckets.<name>`
+ * (OPLOG.md), never on its own namespace, so a link would carry nothing, or bucket documents
+ * that are the server's internal format. A collection created later is not checked here: `run`
+ * warns about it (../replicate/commands.ts).
+ */
+async function refuseTimeSeries(client: MongoClient, label: string, server: ServerSpec, ns: string): Promise<void> {
+  const { db, coll } = parseNamespace(ns);
+  const [info] = await client.db(db).listCollections({ name: coll }, { nameOnly: false }).toArray();
+  if (info?.type === 'timeseries') {
+    throw new UsageError(
+      `${label} ${server.name}/${ns} is a time-series collection: its writes are logged on ${db}.system.buckets.${coll}, which mmm cannot replicate exactly`,
+    );
+  }
+}
+
+/**
+ * Who runs replication into this destination from `sourceId` now, as `a running \`mmm run\`
+ * (pid P on H)`, if a run's status record there is fresh: its last heartbeat less than two of
+ * its intervals old, by the destination's clock, which wrote it (../status/record.ts).
+ */
+async function liveRun(client: MongoClient, store: ReplicationConfigStore, sourceId: string): Promise<string | undefined> {
+  const status = (await store.source(sourceId))?.status;
+  if (!status || status.state === 'stopped' || status.state === 'failed') return undefined;
+  const hello = await client.db('admin').command({ hello: 1 });
+  const now = hello.localTime instanceof Date ? hello.localTime.getTime() : Date.now();
+  if (now - status.heartbeat.getTime() > 2 * status.every * 1000) return undefined;
+  return `a running \`mmm run\` (pid ${status.pid} on ${status.host})`;
 }
 
 interface ResolvedLink {
@@ -74,6 +122,10 @@ function resolveLink(context: CliContext, options: LinkOptions): ResolvedLink {
   for (const [label, server, ns] of [['--src', source, src.ns], ['--dst', destination, dst.ns]] as const) {
     if (ns === metadataNamespace(server)) {
       throw new UsageError(`${label} ${JSON.stringify(`${server.name}/${ns}`)}: mmm keeps its links and checkpoints there, so it cannot be replicated`);
+    }
+    if (ns.startsWith(`${MMM_DATABASE}.`)) {
+      // Its markers tell mmm's writes from users' (../replicate/tag.ts): replicating them would blur that.
+      throw new UsageError(`${label} ${JSON.stringify(`${server.name}/${ns}`)}: the database ${MMM_DATABASE} is mmm's own (its write markers and refused writes), so it cannot be replicated`);
     }
   }
   return { source, destination, src: src.ns, dst: dst.ns };

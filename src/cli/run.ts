@@ -3,26 +3,34 @@
 
 import { InvalidArgumentError, type Command } from 'commander';
 import type { W } from 'mongodb';
+import { APPLY_DEFAULTS, type RefusedPolicy } from '../apply/writer.ts';
 import { ReplicationMetrics } from '../metrics/metrics.ts';
 import { METRICS_SERVER_DEFAULTS, serveMetrics, type MetricsServer } from '../metrics/server.ts';
 import { runReplication } from '../replicate/runner.ts';
 import { WATCH_DEFAULTS, watchLoops } from '../status/watch.ts';
+import { UsageError } from '../errors.ts';
+import { checkBeforeRun } from './check.ts';
 import type { CliContext } from './context.ts';
+import { onlyServer, parseWriteConcern } from './options.ts';
 
 interface RunOptions {
   slave?: string;
+  only?: string;
   writeConcern: W;
   metricsPort?: number;
   metricsHost: string;
   statusInterval: number;
   summaryInterval: number;
+  onRefused: RefusedPolicy;
 }
 
 export function registerRun(program: Command, context: CliContext): void {
   program
     .command('run')
     .description('replicate: follow the oplog of every source and apply its changes, until SIGINT or SIGTERM')
-    .option('-s, --slave <name>', 'only replicate into this server')
+    .option('-s, --slave <name>', 'only replicate into this server (the original\'s name for --only)')
+    .option('--only <name>', 'only replicate into this server')
+    .option('--on-refused <policy>', 'a write a destination refuses for good is kept in its mmm.refused; then keep (go on) or stop (the link stops)', parseRefusedPolicy, APPLY_DEFAULTS.onRefused)
     .option('--write-concern <w>', "write concern of every write on a destination: 'majority' or a number of members", parseWriteConcern, 'majority')
     .option('--metrics-port <port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (0: any free port, logged)', parsePort)
     .option('--metrics-host <host>', 'the address to serve metrics on', METRICS_SERVER_DEFAULTS.host)
@@ -30,7 +38,10 @@ export function registerRun(program: Command, context: CliContext): void {
     .option('--summary-interval <seconds>', 'how often to log a summary line per loop, a destination and source (0: never)', parseInterval, WATCH_DEFAULTS.summaryIntervalMs / 1000)
     .action(async (options: RunOptions) => {
       const topology = context.topology();
-      if (options.slave) context.server(options.slave, '--slave');
+      const only = onlyServer(options, (message) => new UsageError(message));
+      if (only !== undefined) context.server(only, options.only === undefined ? '--slave' : '--only');
+      // What would make the run fail is found now, in one line, not at the first write.
+      await checkBeforeRun(context, only, options.writeConcern);
       const controller = new AbortController();
       const onSignal = () => {
         if (controller.signal.aborted) process.exit(130);
@@ -52,14 +63,14 @@ export function registerRun(program: Command, context: CliContext): void {
             topology,
             logger: context.logger(),
             connect: context.connect,
-            settings: { writeConcern: { w: options.writeConcern } },
+            settings: { writeConcern: { w: options.writeConcern }, onRefused: options.onRefused },
             observe: watchLoops({
               logger: context.logger(),
               statusIntervalMs: options.statusInterval * 1000,
               summaryIntervalMs: options.summaryInterval * 1000,
               ...(metrics ? { metrics } : {}),
             }),
-            ...(options.slave ? { only: options.slave } : {}),
+            ...(only !== undefined ? { only } : {}),
           },
           controller.signal,
         );
@@ -75,6 +86,11 @@ export function registerRun(program: Command, context: CliContext): void {
         await metricsServer?.close();
       }
     });
+}
+
+function parseRefusedPolicy(value: string): RefusedPolicy {
+  if (value === 'keep' || value === 'stop') return value;
+  throw new InvalidArgumentError("expected 'keep' or 'stop'.");
 }
 
 function parsePort(value: string): number {
@@ -93,11 +109,4 @@ function parseInterval(value: string): number {
   const seconds = Number(value);
   if (seconds >= 0 && Number.isFinite(seconds)) return seconds;
   throw new InvalidArgumentError('expected a number of seconds.');
-}
-
-function parseWriteConcern(value: string): W {
-  if (value === 'majority') return value;
-  const members = Number(value);
-  if (Number.isInteger(members) && members >= 1) return members;
-  throw new InvalidArgumentError("expected 'majority' or a number of members (1 or more).");
 }

@@ -3,7 +3,7 @@
 // source server,
 //
 //   {_id: <source UUID, BSON binary subtype 4>, checkpoint: <Timestamp, once run has set it>,
-//    replication: [{dst: 'db.coll', src: 'db.coll', ops: 'iud', created: Date}, ...],
+//    replication: [{dst: 'db.coll', src: 'db.coll', ops: 'iud', created: Date, since?: Timestamp}, ...],
 //    status: <what the last run recorded about this loop; see ../status/record.ts>}
 //
 // Every change is one single-document update, which MongoDB applies atomically, so no reader
@@ -11,7 +11,7 @@
 // there (they carry a txnNumber); the driver adds one only to single-document writes, hence
 // updateMany and deleteMany on an `_id` filter, which touch at most one document just the same.
 
-import { Binary, MongoServerError, Timestamp, UUID, type Collection, type MongoClient } from 'mongodb';
+import { Binary, MongoServerError, Timestamp, UUID, type Collection, type Document, type MongoClient, type UpdateFilter } from 'mongodb';
 import { StoredConfigError, UsageError } from '../errors.ts';
 import { parseNamespace } from '../namespace.ts';
 import type { ServerSpec } from '../topology.ts';
@@ -26,6 +26,12 @@ export interface Link {
   /** Which operations to replicate: a non-empty subset of `iud` (insert, update, delete), in that order. */
   ops: string;
   created: Date;
+  /**
+   * For a link the source's checkpoint does not cover yet: the source's newest oplog entry when
+   * `replicate` made it. Changes after it are replicated, and none before (README, "Links added
+   * while `run` runs"). Removed once a run's checkpoint has passed it with the link applied.
+   */
+  since?: Timestamp;
 }
 
 /** What this server replicates from one source server. */
@@ -115,7 +121,7 @@ export class ReplicationConfigStore {
    * Adds the link src -> dst from `sourceId`, or, if it exists, sets its ops in place (keeping
    * its position and `created`). Throws UsageError for a bad namespace or ops.
    */
-  async addLink(sourceId: string, link: { src: string; dst: string; ops: string }): Promise<'added' | 'updated'> {
+  async addLink(sourceId: string, link: { src: string; dst: string; ops: string; since?: Timestamp }): Promise<'added' | 'updated'> {
     const _id = toBinary(sourceId);
     const src = parseNamespace(link.src, 'src').ns;
     const dst = parseNamespace(link.dst, 'dst').ns;
@@ -129,7 +135,7 @@ export class ReplicationConfigStore {
       try {
         await this.collection.updateMany(
           { _id, replication: { $not: existing.replication } },
-          { $push: { replication: { dst, src, ops, created: new Date() } } },
+          { $push: { replication: { dst, src, ops, created: new Date(), ...(link.since && { since: link.since }) } } },
           { upsert: true },
         );
         return 'added';
@@ -165,9 +171,20 @@ export class ReplicationConfigStore {
     return doc ? toSourceConfig(doc, this.namespace).checkpoint : undefined;
   }
 
-  /** Records where replication from `sourceId` stopped; once its last link is gone, does nothing but call onMissing. */
-  async saveCheckpoint(sourceId: string, ts: Timestamp): Promise<void> {
-    const result = await this.collection.updateMany({ _id: toBinary(sourceId) }, { $set: { checkpoint: ts } });
+  /**
+   * Records where replication from `sourceId` stopped; once its last link is gone, does nothing
+   * but call onMissing. `covered` are links the run applied whose `since` the checkpoint has
+   * passed: their `since` goes, in the same atomic update, but only if it is still the one the
+   * run knew (a link re-made meanwhile keeps its own).
+   */
+  async saveCheckpoint(sourceId: string, ts: Timestamp, covered: readonly Link[] = []): Promise<void> {
+    const pending = covered.filter((link) => link.since !== undefined);
+    const update: Document =
+      pending.length === 0
+        ? { $set: { checkpoint: ts } }
+        : { $set: { checkpoint: ts }, $unset: Object.fromEntries(pending.map((_, k) => [`replication.$[l${k}].since`, ''])) };
+    const arrayFilters = pending.map((link, k) => ({ [`l${k}.src`]: link.src, [`l${k}.dst`]: link.dst, [`l${k}.since`]: link.since }));
+    const result = await this.collection.updateMany({ _id: toBinary(sourceId) }, update as UpdateFilter<SourceDocument>, arrayFilters.length > 0 ? { arrayFilters } : {});
     if (result.matchedCount === 0) this.onMissing?.(sourceId);
   }
 
@@ -200,7 +217,7 @@ function toSourceConfig(doc: SourceDocument, namespace: string): SourceConfig {
   if (!Array.isArray(replication) || !replication.every(isLink)) {
     throw fail('replication is not a list of {dst, src, ops, created}');
   }
-  const links = replication.map(({ src, dst, ops, created }) => ({ src, dst, ops, created }));
+  const links = replication.map(({ src, dst, ops, created, since }) => ({ src, dst, ops, created, ...(since && { since }) }));
   const status = parseLoopStatus(recorded);
   return { sourceId: _id.toUUID().toHexString(), ...(checkpoint && { checkpoint }), links, ...(status && { status }) };
 }
@@ -213,6 +230,7 @@ function isLink(value: unknown): value is Link {
     typeof link.src === 'string' &&
     typeof link.dst === 'string' &&
     typeof link.ops === 'string' &&
-    link.created instanceof Date
+    link.created instanceof Date &&
+    (link.since === undefined || link.since instanceof Timestamp)
   );
 }

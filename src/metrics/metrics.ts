@@ -43,8 +43,14 @@ export class ReplicationMetrics {
   });
   private readonly errors = new Counter({
     name: 'mmm_errors_total',
-    help: 'Errors: transient (the loop retries), fatal (the loop stopped), refused_write (one write skipped)',
+    help: 'Errors: transient (the loop retries), fatal (the loop stopped), refused_write (one write refused, kept in mmm.refused)',
     labelNames: [...LOOP_LABELS, 'kind'],
+    registers: [this.registry],
+  });
+  private readonly refusedKept = new Gauge({
+    name: 'mmm_refused_writes_kept',
+    help: 'Writes from the source that the destination refused, kept in its mmm.refused (across runs, until removed there)',
+    labelNames: LOOP_LABELS,
     registers: [this.registry],
   });
   private readonly retries = new Counter({
@@ -86,6 +92,9 @@ export class ReplicationMetrics {
   /** The observer that counts for one loop; `progress` must see each event first (for lag). */
   observer(loop: { destination: string; source: string }, progress: LoopProgress): LoopObserver {
     const labels: LoopLabels = { destination: loop.destination, source: loop.source };
+    // A loop restarted to follow new links comes back with the same labels: one entry each.
+    const known = this.loops.findIndex((l) => l.labels.destination === labels.destination && l.labels.source === labels.source);
+    if (known >= 0) this.loops.splice(known, 1);
     this.loops.push({ labels, progress });
     // Every series of the loop exists from the start, at 0, so a rate() has a first sample.
     for (const op of ['i', 'u', 'd']) this.applied.inc({ ...labels, op }, 0);
@@ -114,6 +123,7 @@ export class ReplicationMetrics {
         this.batchEntries.observe(labels, report.entries);
         this.checkpoint.set(labels, report.checkpoint.t);
       },
+      refusedKept: (kept: number) => this.refusedKept.set(labels, kept),
     };
   }
 }

@@ -3,10 +3,14 @@
 // - `n` no-ops carry nothing to replicate, but they move the position (the primary writes one at
 //   least every 10 s, so the checkpoint advances on an idle server).
 // - Entries marked `fromMigrate` come from chunk migrations, not users: skipped.
-// - `applyOps` entries are unrolled. Inside a transaction (`lsid` + `txnNumber`), a large
-//   transaction spans several entries: all but the last carry `o.partialTxn: true` and the last
-//   carries `o.count`. Their operations are held until the last entry arrives, because an
-//   uncommitted transaction must not be applied (OPLOG.md, "Commands and batches").
+// - `applyOps` entries are unrolled, also when one holds another. Inside a transaction (`lsid` +
+//   `txnNumber`), a large transaction spans several entries: all but the last carry
+//   `o.partialTxn: true` and the last carries `o.count`. Their operations are held until the
+//   last entry arrives, because an uncommitted transaction must not be applied (OPLOG.md,
+//   "Commands and batches").
+// - mmm's own writes are recognised here: in an `applyOps`, the operations after a marker
+//   (a write on `mmm.writes`, see ../replicate/tag.ts) came from the origin the marker names.
+//   The markers themselves are not changes.
 // - Other commands (DDL) are reported, not replicated.
 //
 // The decoder also says which position is safe to checkpoint: never past the first entry of a
@@ -14,6 +18,7 @@
 
 import type { Document, Timestamp } from 'mongodb';
 import { UnsupportedOplogEntryError } from '../errors.ts';
+import { MARKER_NAMESPACE, markerOrigin } from '../replicate/tag.ts';
 import type { Change, CrudOp, OplogEntry } from './entry.ts';
 
 /** A command entry the decoder did not replicate, for the caller to report. */
@@ -75,7 +80,7 @@ export class OplogDecoder {
       case 'i':
       case 'u':
       case 'd':
-        out.changes.push(change(entry as CrudOp, entry));
+        out.changes.push(change(entry as CrudOp, entry, 0));
         return;
       case 'c':
         if (Array.isArray(entry.o.applyOps)) this.decodeApplyOps(entry, out);
@@ -98,7 +103,7 @@ export class OplogDecoder {
     const key = transactionKey(entry);
     if (key === undefined) {
       // applyOps outside a transaction (e.g. a batched multi-document delete): apply as is.
-      for (const op of ops) out.changes.push(change(op, entry));
+      out.changes.push(...attributed(ops, entry));
       return;
     }
     let txn = this.open.get(key);
@@ -111,7 +116,7 @@ export class OplogDecoder {
       return;
     }
     this.open.delete(key);
-    for (const op of [...(txn?.ops ?? []), ...ops]) out.changes.push(change(op, entry));
+    out.changes.push(...attributed(txn ? [...txn.ops, ...ops] : ops, entry));
   }
 
   private decodeCommand(entry: OplogEntry, out: DecodedBatch): void {
@@ -126,23 +131,41 @@ export class OplogDecoder {
   }
 }
 
-function change(op: CrudOp, entry: OplogEntry): Change {
-  const c: Change = { op: op.op, ns: op.ns, o: op.o, ts: entry.ts };
+function change(op: CrudOp, entry: OplogEntry, seq: number, origin?: string): Change {
+  const c: Change = { op: op.op, ns: op.ns, o: op.o, ts: entry.ts, seq };
   if (op.o2) c.o2 = op.o2;
   if (entry.wall) c.wall = entry.wall;
+  if (origin !== undefined) c.origin = origin;
   return c;
 }
 
 /**
- * The CRUD operations of an `applyOps` array, minus those from chunk migrations; commands inside
- * it (a collection created within a transaction) are reported like any other command.
+ * The changes of one `applyOps` (a whole transaction), each attributed to the origin of the
+ * marker before it, if any; the markers are left out. `seq` numbers the operations in order.
+ */
+function attributed(ops: readonly CrudOp[], entry: OplogEntry): Change[] {
+  const changes: Change[] = [];
+  let origin: string | undefined;
+  ops.forEach((op, seq) => {
+    if (op.ns === MARKER_NAMESPACE) origin = markerOrigin(op) ?? origin;
+    else changes.push(change(op, entry, seq, origin));
+  });
+  return changes;
+}
+
+/**
+ * The CRUD operations of an `applyOps` array, in order, minus those from chunk migrations; an
+ * `applyOps` inside it is unrolled in its place; other commands inside it (a collection created
+ * within a transaction) are reported like any other command.
  */
 function unroll(applyOps: Document[], entry: OplogEntry, out: DecodedBatch): CrudOp[] {
   const ops: CrudOp[] = [];
   for (const raw of applyOps) {
     if (raw.fromMigrate || raw.op === 'n') continue;
     if (raw.op === 'c') {
-      out.commands.push(command(entry.ts, String(raw.ns), raw.o as Document));
+      const o = raw.o as Document;
+      if (Array.isArray(o.applyOps)) ops.push(...unroll(o.applyOps as Document[], entry, out));
+      else out.commands.push(command(entry.ts, String(raw.ns), o));
       continue;
     }
     if (raw.op !== 'i' && raw.op !== 'u' && raw.op !== 'd') {

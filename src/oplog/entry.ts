@@ -40,7 +40,11 @@ export interface CrudOp {
  */
 export interface Change extends CrudOp {
   ts: Timestamp;
+  /** The operation's place in its entry (0 for a plain entry; in a transaction, its index). */
+  seq: number;
   wall?: Date;
+  /** The server a user first made this write on, when mmm made it (undefined: a user did). */
+  origin?: string;
 }
 
 /** The `_id` of the document an operation touches (OPLOG.md: `o2._id` for updates, else `o._id`). */

@@ -11,14 +11,16 @@
 //    the direct links. (Topologies where a server can hear of a write through two relays and
 //    has no direct link to its origin, a "diamond", are not made exact by this rule: README.)
 
+import type { Timestamp } from 'mongodb';
 import type { Link } from '../config/store.ts';
-import { makeTag, type AttributedChange } from './tag.ts';
+import type { Change } from '../oplog/entry.ts';
+import { makeTag } from './tag.ts';
 
 export type OpKind = 'i' | 'u' | 'd';
 
 /** A change routed to one collection of the destination, with the tag the write must carry. */
 export interface RoutedChange {
-  change: AttributedChange;
+  change: Change;
   /** Namespace on the destination. */
   ns: string;
   tag: string;
@@ -37,6 +39,8 @@ export interface RouterOptions {
 
 export class Router {
   private readonly bySourceNs = new Map<string, Link[]>();
+  /** Per link, the position after which its changes are replicated (see startAt). */
+  private readonly from = new Map<Link, Timestamp>();
 
   constructor(private readonly options: RouterOptions) {
     for (const link of options.linksBySource.get(options.sourceId) ?? []) {
@@ -46,12 +50,37 @@ export class Router {
     }
   }
 
+  /**
+   * Where reading must start for a loop whose checkpoint is `checkpoint` (undefined: never run),
+   * and from then on which changes each link takes. A link whose `since` is set is not covered
+   * by the checkpoint yet: it takes the changes after its `since`, which may lie before the
+   * checkpoint (a link added while a run went on); every other link takes those after the
+   * checkpoint. Reading starts at the earliest of these.
+   */
+  startAt(checkpoint: Timestamp | undefined): Timestamp | undefined {
+    let start: Timestamp | undefined;
+    for (const links of this.bySourceNs.values()) {
+      for (const link of links) {
+        const from = link.since ?? checkpoint;
+        if (from === undefined) continue;
+        this.from.set(link, from);
+        if (start === undefined || from.lessThan(start)) start = from;
+      }
+    }
+    return start;
+  }
+
+  /** The links whose `since` the checkpoint `ts` has passed: the store may forget their `since`. */
+  coveredBy(ts: Timestamp): Link[] {
+    return [...this.from.keys()].filter((link) => link.since !== undefined && link.since.lessThanOrEqual(ts));
+  }
+
   /** Namespaces this source is read for. */
   get sourceNamespaces(): string[] {
     return [...this.bySourceNs.keys()];
   }
 
-  route(change: AttributedChange): RoutedChange[] {
+  route(change: Change): RoutedChange[] {
     const links = this.bySourceNs.get(change.ns);
     if (!links) return [];
     const { destinationId, sourceId } = this.options;
@@ -60,6 +89,8 @@ export class Router {
     const routed: RoutedChange[] = [];
     for (const link of links) {
       if (!link.ops.includes(change.op)) continue;
+      const from = this.from.get(link);
+      if (from !== undefined && !change.ts.greaterThan(from)) continue;
       if (origin !== sourceId && this.hasDirectLink(origin, link.dst, change.op)) continue;
       routed.push({ change, ns: link.dst, tag: makeTag(origin, change.ts), origin });
     }

@@ -32,10 +32,11 @@ export interface LoopReport {
 
 /**
  * Runs replication until `signal` is aborted or every loop has failed, and reports how each
- * loop ended. Throws UsageError if there is nothing to replicate.
+ * loop ended. Throws UsageError if there is nothing to replicate when it starts. While it runs,
+ * it follows the links each destination holds (`replicate`, `unreplicate`, `clear-config` made
+ * meanwhile): see DestinationRun.
  */
 export async function runReplication(options: RunOptions, signal: AbortSignal): Promise<LoopReport[]> {
-  const { logger } = options;
   // A store database given here is every server's, also as a source (whose metadata writes its
   // loops leave out of what they read: ../oplog/skip-namespace.ts).
   const database = options.store?.database;
@@ -59,52 +60,31 @@ export async function runReplication(options: RunOptions, signal: AbortSignal): 
     return c;
   };
 
+  const ended = new Wakeup();
+  const runs: DestinationRun[] = [];
   try {
-    const loops: Array<{ source: ServerSpec; destination: ServerSpec; loop: SourceLoop; observer: LoopObserver | undefined }> = [];
     for (const destination of destinations) {
-      const destinationClient = await client(destination);
-      await abortAbandoned(destinationClient, destination, logger);
-      const store = new ReplicationConfigStore(destinationClient, {
-        ...(options.store ?? metadataStoreOptions(destination)),
-        onMissing: warnOnce(logger, topology, destination, options.store?.database ?? destination.metadataDb),
-      });
-      const linksBySource = new Map<string, Link[]>();
-      for (const config of await store.sources()) {
-        if (config.links.length > 0) linksBySource.set(config.sourceId, config.links);
-      }
-      for (const sourceId of linksBySource.keys()) {
-        const source = topology.byId(sourceId);
-        if (!source) {
-          logger.warn({ destination: destination.name, source: sourceId }, 'links from a server the topology does not name are not run');
-          continue;
-        }
-        const links = linksBySource.get(sourceId)!;
-        const observer = options.observe?.({ source, destination, links, store });
-        const loop = new SourceLoop({
-          source,
-          destination,
-          ...(observer ? { observer } : {}),
-          sourceClient: await client(source),
-          destinationClient,
-          store,
-          linksBySource,
-          settings,
-          logger,
-        });
-        loops.push({ source, destination, loop, observer });
-      }
+      const run = new DestinationRun({ ...options, topology, settings, destination, client, onLoopEnded: () => ended.wake() });
+      await run.start();
+      runs.push(run);
     }
-    if (loops.length === 0) throw new UsageError('no replication links to run: add one with `mmm replicate`');
-    return await Promise.all(
-      loops.map(async ({ source, destination, loop, observer }) => {
-        try {
-          return { source: source.name, destination: destination.name, outcome: await loop.run(signal) };
-        } finally {
-          await observer?.close?.().catch(() => undefined);
-        }
-      }),
-    );
+    if (runs.every((r) => r.loopCount === 0)) throw new UsageError('no replication links to run: add one with `mmm replicate`');
+    // Following ends with the run, whether stopped or ended by itself.
+    const done = new AbortController();
+    const endFollowing = () => done.abort();
+    signal.addEventListener('abort', endFollowing, { once: true });
+    const following = runs.map((r) => r.follow(done.signal));
+    // Until stopped, or until every loop has ended by itself (each has said why). With no link
+    // left at all (all removed while running), it waits for new ones.
+    const goesOn = () => runs.some((r) => r.running) || runs.every((r) => r.loopCount === 0);
+    while (!signal.aborted && goesOn()) await ended.wait(signal);
+    endFollowing();
+    signal.removeEventListener('abort', endFollowing);
+    await Promise.all(following);
+    await Promise.all(runs.map((r) => r.stop()));
+    return runs.flatMap((r) => r.reports);
   } finally {
+    await Promise.all(runs.map((r) => r.stop()));
     await Promise.all(
       [...clients.values()].map((c) =>
         c.then(
@@ -114,6 +94,202 @@ export async function runReplication(options: RunOptions, signal: AbortSignal): 
       ),
     );
   }
+}
+
+interface DestinationRunOptions extends RunOptions {
+  settings: ReplicationSettings;
+  destination: ServerSpec;
+  client: (server: ServerSpec) => Promise<MongoClient>;
+  /** Called each time one of its loops ends. */
+  onLoopEnded: () => void;
+}
+
+interface RunningLoop {
+  source: ServerSpec;
+  controller: AbortController;
+  done: Promise<LoopReport>;
+  report?: LoopReport;
+}
+
+/**
+ * The loops into one destination: one per source server it has links from. Every
+ * `linkPollMs` it reads the destination's links again; when they changed, it stops its loops
+ * (each finishes its batch and records its checkpoint) and starts them again with the new
+ * links, which the loops' routing needs all of (../replicate/route.ts, rule 3). A link added
+ * meanwhile carries its `since` (config/store.ts), so the loop goes back for what was written
+ * to it from then on.
+ */
+class DestinationRun {
+  private loops: RunningLoop[] = [];
+  private links = '';
+  private store!: ReplicationConfigStore;
+  private destinationClient!: MongoClient;
+  /** The primary the links were read from: with links in `local`, another one has none of them. */
+  private primary: string | undefined;
+  private restarting = false;
+
+  constructor(private readonly options: DestinationRunOptions) {}
+
+  get loopCount(): number {
+    return this.loops.length;
+  }
+
+  /** True while one of its loops still runs, or while they restart. */
+  get running(): boolean {
+    return this.restarting || this.loops.some((l) => l.report === undefined);
+  }
+
+  get reports(): LoopReport[] {
+    return this.loops.flatMap((l) => (l.report ? [l.report] : []));
+  }
+
+  async start(): Promise<void> {
+    const { destination, logger, topology } = this.options;
+    this.destinationClient = await this.options.client(destination);
+    await abortAbandoned(this.destinationClient, destination, logger);
+    this.store = new ReplicationConfigStore(this.destinationClient, {
+      ...(this.options.store ?? metadataStoreOptions(destination)),
+      onMissing: warnOnce(logger, topology, destination, this.options.store?.database ?? destination.metadataDb),
+    });
+    const { linksBySource, key } = await this.readLinks();
+    this.primary = await this.currentPrimary();
+    await this.startLoops(linksBySource, key);
+  }
+
+  /** Follows link changes until `signal` is aborted. */
+  async follow(signal: AbortSignal): Promise<void> {
+    const { logger, destination, settings } = this.options;
+    let failing = false;
+    while (!signal.aborted) {
+      await sleep(settings.linkPollMs, signal);
+      if (signal.aborted) break;
+      try {
+        const { linksBySource, key } = await this.readLinks();
+        failing = false;
+        if (key === this.links) continue;
+        if (this.lostWithFailover(await this.currentPrimary())) continue;
+        logger.info({ destination: destination.name }, 'links changed; restarting the loops into this destination to follow them');
+        this.restarting = true;
+        try {
+          await this.stop();
+          if (!signal.aborted) await this.startLoops(linksBySource, key);
+        } finally {
+          this.restarting = false;
+          this.options.onLoopEnded();
+        }
+      } catch (err) {
+        // The destination is away: its loops say so, and retry on their own.
+        if (!failing) logger.debug({ destination: destination.name, err: (err as Error).message }, 'could not read the links');
+        failing = true;
+      }
+    }
+  }
+
+  /** Stops every loop and waits for them. */
+  async stop(): Promise<void> {
+    for (const loop of this.loops) loop.controller.abort();
+    await Promise.all(this.loops.map((l) => l.done));
+  }
+
+  private async readLinks(): Promise<{ linksBySource: Map<string, Link[]>; key: string }> {
+    const linksBySource = new Map<string, Link[]>();
+    for (const config of await this.store.sources()) {
+      if (config.links.length > 0) linksBySource.set(config.sourceId, config.links);
+    }
+    // `created` tells a link made again (its `since` new) from the same link, whose `since` a
+    // checkpoint of ours removed: that is no change.
+    const key = JSON.stringify(
+      [...linksBySource.entries()].map(([id, links]) => [id, links.map((l) => [l.src, l.dst, l.ops, l.created.getTime()])]),
+    );
+    return { linksBySource, key };
+  }
+
+  private async currentPrimary(): Promise<string | undefined> {
+    const hello = await this.destinationClient.db('admin').command({ hello: 1 });
+    return typeof hello.me === 'string' ? hello.me : undefined;
+  }
+
+  /**
+   * Links kept in `local` are this member's own: a new primary has none of them, which is not
+   * the user removing them. Then the loops go on as they are (the store warns that a restart
+   * will not find them), and link changes are no longer followed into this destination.
+   */
+  private lostWithFailover(primary: string | undefined): boolean {
+    const database = this.options.store?.database ?? this.options.destination.metadataDb;
+    return (database === undefined || database === 'local') && primary !== this.primary;
+  }
+
+  private async startLoops(linksBySource: Map<string, Link[]>, key: string): Promise<void> {
+    const { destination, topology, logger, settings } = this.options;
+    this.links = key;
+    this.loops = [];
+    for (const [sourceId, links] of linksBySource) {
+      const source = topology.byId(sourceId);
+      if (!source) {
+        logger.warn({ destination: destination.name, source: sourceId }, 'links from a server the topology does not name are not run');
+        continue;
+      }
+      const store = this.store;
+      const observer = this.options.observe?.({ source, destination, links, store });
+      const loop = new SourceLoop({
+        source,
+        destination,
+        ...(observer ? { observer } : {}),
+        sourceClient: await this.options.client(source),
+        destinationClient: this.destinationClient,
+        store,
+        linksBySource,
+        settings,
+        logger,
+      });
+      const controller = new AbortController();
+      const running: RunningLoop = { source, controller, done: undefined as unknown as Promise<LoopReport> };
+      running.done = (async () => {
+        try {
+          running.report = { source: source.name, destination: destination.name, outcome: await loop.run(controller.signal) };
+          return running.report;
+        } finally {
+          await observer?.close?.().catch(() => undefined);
+          this.options.onLoopEnded();
+        }
+      })();
+      this.loops.push(running);
+    }
+  }
+}
+
+/** Lets one waiter sleep until something happens (or its signal is aborted). */
+class Wakeup {
+  private wakeWaiter: (() => void) | undefined;
+
+  wake(): void {
+    const wake = this.wakeWaiter;
+    this.wakeWaiter = undefined;
+    wake?.();
+  }
+
+  wait(signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      this.wakeWaiter = done;
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 /** A crashed mmm's open transactions would hold up the replay for a minute: see ../apply/abandoned.ts. */

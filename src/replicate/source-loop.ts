@@ -9,20 +9,22 @@
 import type { MongoClient, Timestamp } from 'mongodb';
 import { MongoServerError } from 'mongodb';
 import { applyInParallel } from '../apply/parallel.ts';
-import { emptyStats, planWrite, type ApplyStats, type DestinationWrite } from '../apply/writer.ts';
+import { emptyStats, planWrite, prepareDestination, type ApplyOptions, type ApplyStats, type DestinationWrite } from '../apply/writer.ts';
+import { RefusedWrites } from '../apply/refused.ts';
 import { abortAbandonedTransactions } from '../apply/abandoned.ts';
 import { isTransient, serverErrorCode } from '../apply/transient.ts';
+import { describeUnauthorized } from '../check/privileges.ts';
 import { metadataNamespace, type Link, type ReplicationConfigStore } from '../config/store.ts';
 import { OplogRolledOverError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { formatTs, OplogDecoder, type SkippedCommand } from '../oplog/decode.ts';
+import { formatTs, OplogDecoder, type DecodedBatch } from '../oplog/decode.ts';
 import { OplogTailerSkipping } from '../oplog/skip-namespace.ts';
 import { OplogTailer } from '../oplog/tailer.ts';
 import type { ServerSpec } from '../topology.ts';
+import { linkWarnings, type LinkWarning } from './commands.ts';
 import { ReadAheadQueue } from './read-ahead.ts';
 import { Router } from './route.ts';
 import type { ReplicationSettings } from './settings.ts';
-import { attributeOrigins } from './tag.ts';
 
 /** MongoDB's CappedPositionLost: the cursor's place in the oplog was overwritten. */
 const CAPPED_POSITION_LOST = 136;
@@ -67,6 +69,10 @@ export interface LoopObserver {
   batch?(report: BatchReport): void;
   /** The source had nothing new for a while: the loop is caught up. */
   idle?(): void;
+  /** A change on a replicated namespace that mmm does not replicate (./commands.ts). */
+  warning?(warning: LinkWarning): void;
+  /** How many writes from this source the destination keeps as refused (mmm.refused), ever. */
+  refusedKept?(kept: number): void;
   /**
    * The loop has ended: finish what is in flight (a last status write). The runner awaits it
    * before closing the connections.
@@ -80,6 +86,8 @@ interface ReadBatch {
   idle: boolean;
   /** Oplog entries read. */
   weight: number;
+  /** Their size as BSON. */
+  bytes: number;
   writes: DestinationWrite[];
   /** The position a restart may resume from once these writes (and all before) are applied. */
   safe: Timestamp;
@@ -92,6 +100,7 @@ export class SourceLoop {
   private readonly links: readonly Link[];
   private readonly log: Logger;
   private readonly observer: LoopObserver;
+  private readonly applyOptions: ApplyOptions;
 
   constructor(private readonly options: SourceLoopOptions) {
     this.links = options.linksBySource.get(options.source.id) ?? [];
@@ -108,6 +117,15 @@ export class SourceLoop {
         : new OplogTailerSkipping(options.sourceClient, options.settings, metadataNamespace(options.source));
     this.log = options.logger.child({ source: options.source.name, destination: options.destination.name });
     this.observer = options.observer ?? {};
+    const { settings, destinationClient, source } = options;
+    this.applyOptions = {
+      writeConcern: settings.writeConcern,
+      logger: this.log,
+      sourceId: source.id,
+      refused: new RefusedWrites(destinationClient, source.id, settings.writeConcern),
+      onRefused: settings.onRefused,
+      maxTimeMS: settings.maxTimeMS,
+    };
   }
 
   /**
@@ -128,7 +146,8 @@ export class SourceLoop {
       try {
         if (position === undefined) {
           position = await this.startingPosition();
-          // Only now: a write made on the source from here on is replicated.
+          await this.reportRefused();
+          // Reading starts here (for a link that came with a `since`, from there: Router.startAt).
           this.logLinks('link started', { checkpoint: formatTs(position) });
         } else if (lost !== undefined) {
           // A batch with nothing to apply never touches the destination: check it is back too.
@@ -163,14 +182,20 @@ export class SourceLoop {
     return { state: 'stopped' };
   }
 
-  /** The checkpoint, or for a link never run, the source's newest entry (recorded at once). */
+  /**
+   * Where reading starts: the checkpoint, or earlier for a link it does not cover yet (one added
+   * while a run went on: Router.startAt). A loop never run before starts at its links' `since`
+   * (when `replicate` made them); links made by older versions, which have none, at the source's
+   * newest entry, recorded at once.
+   */
   private async startingPosition(): Promise<Timestamp> {
-    const { store, source } = this.options;
-    const saved = await store.checkpoint(source.id);
-    if (saved) return saved;
+    const { store, source, destinationClient } = this.options;
+    await prepareDestination(destinationClient, source.id);
+    const start = this.router.startAt(await store.checkpoint(source.id));
+    if (start) return start;
     const newest = await this.tailer.newest();
     await store.saveCheckpoint(source.id, newest);
-    return newest;
+    return this.router.startAt(newest)!;
   }
 
   /**
@@ -188,7 +213,7 @@ export class SourceLoop {
     const { store, source, destinationClient, settings } = this.options;
     const oldest = await this.tailer.oldest();
     if (oldest.greaterThan(position)) throw this.rolledOver(position, oldest);
-    const queue = new ReadAheadQueue<ReadBatch>(settings.readAheadEntries);
+    const queue = new ReadAheadQueue<ReadBatch>({ entries: settings.readAheadEntries, bytes: settings.readAheadBytes });
     const reading = new AbortController();
     const stopReading = () => reading.abort();
     signal.addEventListener('abort', stopReading, { once: true });
@@ -197,10 +222,13 @@ export class SourceLoop {
     try {
       while (!signal.aborted) {
         let writes = -1;
+        let bytes = 0;
         const taken = await queue.take((so, next) => {
-          if (writes < 0) writes = so[0]!.writes.length;
+          if (writes < 0) [writes, bytes] = [so[0]!.writes.length, so[0]!.bytes];
           if (so[0]!.idle || next.idle || writes + next.writes.length > settings.applyBatchWrites) return false;
+          if (bytes + next.bytes > settings.applyBatchBytes) return false;
           writes += next.writes.length;
+          bytes += next.bytes;
           return true;
         });
         if (taken.length === 0) return; // reading ended: the signal was aborted
@@ -213,11 +241,7 @@ export class SourceLoop {
         }
         const planned = taken.length === 1 ? last.writes : taken.flatMap((b) => b.writes);
         const stats = planned.length > 0
-          ? await applyInParallel(destinationClient, planned, {
-              writeConcern: settings.writeConcern,
-              logger: this.log,
-              partitions: settings.applyPartitions,
-            })
+          ? await applyInParallel(destinationClient, planned, { ...this.applyOptions, partitions: settings.applyPartitions })
           : emptyStats();
         // Every write up to `last.safe` is acknowledged: record it. The write goes on while the
         // next batch is applied (one round trip less per batch); checkpoints stay in order, as
@@ -230,10 +254,11 @@ export class SourceLoop {
         position = safe;
         recording = (async () => {
           if (moved) {
-            await store.saveCheckpoint(source.id, safe);
+            await store.saveCheckpoint(source.id, safe, this.router.coveredBy(safe));
             checkpointed(safe);
           }
           this.observer.batch?.({ ...report, checkpoint: safe });
+          if (stats.failed > 0) await this.reportRefused();
         })();
         // Awaited before the next checkpoint or idle report, and when the loop ends.
         recording.catch(() => undefined);
@@ -248,22 +273,27 @@ export class SourceLoop {
     }
   }
 
+  /** The count survives restarts: it is read from where the refused writes are kept. */
+  private async reportRefused(): Promise<void> {
+    this.observer.refusedKept?.(await this.applyOptions.refused.count());
+  }
+
   /** The reading stage of follow(): fills `queue` until `signal` is aborted or reading fails. */
   private async read(after: Timestamp, signal: AbortSignal, queue: ReadAheadQueue<ReadBatch>): Promise<void> {
     const decoder = new OplogDecoder(after);
     try {
-      for await (const entries of this.tailer.batches(after, signal)) {
+      for await (const { entries, bytes } of this.tailer.batches(after, signal)) {
         if (entries.length === 0) {
-          if (!(await queue.push({ idle: true, weight: 0, writes: [], safe: decoder.safePosition }))) return;
+          if (!(await queue.push({ idle: true, weight: 0, bytes: 0, writes: [], safe: decoder.safePosition }))) return;
           continue;
         }
         const decoded = decoder.decode(entries);
-        this.reportCommands(decoded.commands);
-        const writes = attributeOrigins(decoded.changes)
+        this.reportCommands(decoded);
+        const writes = decoded.changes
           .flatMap((change) => this.router.route(change))
-          .map((routed) => planWrite(routed.change, routed.ns, routed.tag));
+          .map((routed) => planWrite(routed.change, routed.ns, routed.tag, routed.origin));
         const lastWall = entries[entries.length - 1]!.wall;
-        const batch: ReadBatch = { idle: false, weight: entries.length, writes, safe: decoder.safePosition, ...(lastWall ? { lastWall } : {}) };
+        const batch: ReadBatch = { idle: false, weight: entries.length, bytes, writes, safe: decoder.safePosition, ...(lastWall ? { lastWall } : {}) };
         if (!(await queue.push(batch))) return;
       }
       queue.end();
@@ -272,15 +302,18 @@ export class SourceLoop {
     }
   }
 
-  /** DDL is not replicated; say so when it touches a replicated namespace. */
-  private reportCommands(commands: readonly SkippedCommand[]): void {
-    const namespaces = new Set(this.router.sourceNamespaces);
-    for (const cmd of commands) {
-      const target = cmd.name === 'renameCollection' ? String(cmd.o.renameCollection) : `${cmd.db}.${String(cmd.o[cmd.name])}`;
-      const touches = cmd.name === 'dropDatabase' ? [...namespaces].some((ns) => ns.startsWith(`${cmd.db}.`)) : namespaces.has(target);
-      // `create` comes with every first insert, and index builds come in several entries.
-      if (!touches || cmd.name === 'create' || cmd.name === 'startIndexBuild' || cmd.name === 'abortIndexBuild') continue;
-      this.log.warn({ command: cmd.name, ns: target, ts: formatTs(cmd.ts) }, 'command not replicated (mmm replicates documents, not DDL)');
+  /** DDL and time-series writes are not replicated; say so when they touch a replicated namespace. */
+  private reportCommands(decoded: DecodedBatch): void {
+    const warnings = linkWarnings({
+      commands: decoded.commands,
+      changes: decoded.changes,
+      linked: new Set(this.router.sourceNamespaces),
+      source: this.options.source.name,
+    });
+    for (const warning of warnings) {
+      const { command, ns, ts, message } = warning;
+      this.log.warn({ command, ns, ts: formatTs(ts) }, message);
+      this.observer.warning?.(warning);
     }
   }
 
@@ -300,10 +333,15 @@ export class SourceLoop {
   }
 
   private async explain(err: unknown, position: Timestamp | undefined): Promise<Error> {
-    if (err instanceof MongoServerError && serverErrorCode(err) === CAPPED_POSITION_LOST && position) {
+    // The server lost the cursor's place, or the tailer found its place gone when reopening.
+    const lost = (err instanceof MongoServerError && serverErrorCode(err) === CAPPED_POSITION_LOST) || err instanceof OplogRolledOverError;
+    if (lost && position) {
       const oldest = await this.tailer.oldest().catch(() => undefined);
       return this.rolledOver(position, oldest);
     }
+    // A privilege refused mid-run: one line saying which, not the raw server command.
+    const unauthorized = describeUnauthorized(err);
+    if (unauthorized !== undefined) return new Error(unauthorized, { cause: err });
     return err instanceof Error ? err : new Error(String(err));
   }
 

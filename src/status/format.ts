@@ -19,7 +19,7 @@ export function formatStatus(report: StatusReport): string {
           // The checkpoint, the lag and the counters belong to the loop: shown once for its links.
           first ? checkpoint(loop.checkpoint) : '',
           first ? lag(loop) : '',
-          first && loop.applied ? `${loop.applied.i}/${loop.applied.u}/${loop.applied.d}` : '',
+          first && loop.applied ? `${loop.applied.i}/${loop.applied.u}/${loop.applied.d}${countersAge(loop)}` : '',
         ]);
       });
     }
@@ -61,10 +61,21 @@ function loopNotes(loop: LoopView): string[] {
   lines.push(line);
   if (loop.error) lines.push(`  error at ${loop.error.at}: ${loop.error.message}`);
   if (loop.missed || loop.refused) {
-    lines.push(`  ${loop.missed} updates found no document, ${loop.refused} writes refused by ${loop.destination} (see the run's log)`);
+    lines.push(`  ${loop.missed} updates found no document, ${loop.refused} writes refused by ${loop.destination} (kept in its mmm.refused)`);
   }
   for (const warning of loop.warnings) lines.push(`  warning: ${warning}`);
+  for (const { at, message } of loop.notReplicated) lines.push(`  warning at ${at}: ${message}`);
   return lines;
+}
+
+/**
+ * How old the counters are, while a run runs: they are as of its last record (its heartbeat,
+ * every --status-interval seconds), so ` (4 s ago)`; nothing when under a second old.
+ */
+function countersAge(loop: LoopView): string {
+  const age = loop.run?.heartbeatAgeSeconds;
+  if (age === undefined || (loop.state !== 'running' && loop.state !== 'retrying') || Math.round(age) < 1) return '';
+  return ` (${duration(age)} ago)`;
 }
 
 function checkpoint(position: PositionView | null): string {

@@ -3,6 +3,7 @@
 // recorder, the metrics and the summary log all read it.
 
 import type { Timestamp } from 'mongodb';
+import type { LinkWarning } from '../replicate/commands.ts';
 import type { BatchReport, LoopObserver, LoopState } from '../replicate/source-loop.ts';
 
 export interface AppliedCounts {
@@ -10,6 +11,18 @@ export interface AppliedCounts {
   u: number;
   d: number;
 }
+
+/** A change on a replicated namespace that mmm did not replicate, as status keeps it. */
+export interface WarningNote {
+  command: string;
+  ns: string;
+  message: string;
+  /** When the source logged the change (its oplog entry's seconds). */
+  at: Date;
+}
+
+/** How many warnings a loop keeps: the newest. */
+export const KEPT_WARNINGS = 5;
 
 export class LoopProgress implements LoopObserver {
   /** The loop's state; undefined until it starts. */
@@ -21,12 +34,14 @@ export class LoopProgress implements LoopObserver {
   readonly applied: AppliedCounts = { i: 0, u: 0, d: 0 };
   /** Updates whose document the destination did not have. */
   missed = 0;
-  /** Writes the destination refused. */
+  /** Writes from this source the destination refused and keeps in mmm.refused (across runs). */
   refused = 0;
   /** Oplog entries read, replicated or not, and the batches they came in. */
   entries = 0;
   batches = 0;
   checkpoint: Timestamp | undefined;
+  /** The newest warnings, oldest first; one repeated is kept once, with its latest time. */
+  readonly warnings: WarningNote[] = [];
   /** Source wall-clock time of the newest entry read, when the source logged one. */
   private lastWall: Date | undefined;
   /** The last read found nothing new: the loop has applied all the source had. */
@@ -47,7 +62,6 @@ export class LoopProgress implements LoopObserver {
     this.applied.u += stats.updated;
     this.applied.d += stats.deleted;
     this.missed += stats.missed;
-    this.refused += stats.failed;
     this.entries += report.entries;
     this.batches++;
     this.checkpoint = report.checkpoint;
@@ -55,8 +69,20 @@ export class LoopProgress implements LoopObserver {
     this.caughtUp = false;
   }
 
+  refusedKept(kept: number): void {
+    this.refused = kept;
+  }
+
   idle(): void {
     this.caughtUp = true;
+  }
+
+  warning(warning: LinkWarning): void {
+    const { command, ns, message } = warning;
+    const same = this.warnings.findIndex((w) => w.command === command && w.ns === ns && w.message === message);
+    if (same !== -1) this.warnings.splice(same, 1);
+    this.warnings.push({ command, ns, message, at: new Date(warning.ts.t * 1000) });
+    if (this.warnings.length > KEPT_WARNINGS) this.warnings.shift();
   }
 
   /** Writes applied, of every kind. */

@@ -4,7 +4,8 @@
 //
 //   status: {state: 'running', heartbeat: Date, since: Date, every: 5, host: 'h', pid: 123,
 //            links: [{src: 'test.foo', dst: 'test.foo'}], applied: {i: 3, u: 1, d: 1},
-//            missed: 0, refused: 0, error: {message: '...', at: Date}}
+//            missed: 0, refused: 0, error: {message: '...', at: Date},
+//            warnings: [{command: 'renameCollection', ns: 'test.foo', message: '...', at: Date}]}
 //
 // The heartbeat is the destination server's clock at the write (`$$NOW`), so `status`, which
 // compares it with that server's clock too, needs no clocks in step.
@@ -33,6 +34,11 @@ export interface LoopStatusRecord {
   refused: number;
   /** The last error: the one the loop is retrying after, or the one it stopped on. */
   error?: { message: string; at: Date };
+  /**
+   * The newest changes on replicated namespaces that mmm did not replicate (DDL, time-series
+   * writes), oldest first; `at` is when the source logged each. Absent in older records.
+   */
+  warnings?: Array<{ command: string; ns: string; message: string; at: Date }>;
 }
 
 const STATES: readonly string[] = ['running', 'retrying', 'stopped', 'failed'] satisfies readonly LoopState[];
@@ -47,6 +53,7 @@ export function parseLoopStatus(value: unknown): LoopStatusRecord | undefined {
   const v = value as Record<string, unknown>;
   const applied = v.applied as Record<string, unknown> | null | undefined;
   const error = v.error as Record<string, unknown> | null | undefined;
+  const warnings = v.warnings as unknown[] | undefined;
   const ok =
     typeof v.state === 'string' &&
     STATES.includes(v.state) &&
@@ -64,7 +71,8 @@ export function parseLoopStatus(value: unknown): LoopStatusRecord | undefined {
     isCount(applied.d) &&
     isCount(v.missed) &&
     isCount(v.refused) &&
-    (error === undefined || (typeof error === 'object' && error !== null && typeof error.message === 'string' && error.at instanceof Date));
+    (error === undefined || (typeof error === 'object' && error !== null && typeof error.message === 'string' && error.at instanceof Date)) &&
+    (warnings === undefined || (Array.isArray(warnings) && warnings.every(isWarning)));
   if (!ok) return undefined;
   const record: LoopStatusRecord = {
     state: v.state as LoopState,
@@ -79,7 +87,16 @@ export function parseLoopStatus(value: unknown): LoopStatusRecord | undefined {
     refused: Number(v.refused),
   };
   if (error) record.error = { message: error.message as string, at: error.at as Date };
+  if (warnings) {
+    record.warnings = (warnings as NonNullable<LoopStatusRecord['warnings']>).map(({ command, ns, message, at }) => ({ command, ns, message, at }));
+  }
   return record;
+}
+
+function isWarning(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  const w = value as Record<string, unknown>;
+  return typeof w.command === 'string' && typeof w.ns === 'string' && typeof w.message === 'string' && w.at instanceof Date;
 }
 
 /** A non-negative number, as the server returns it (a double, or an Int32/Long if promoted). */

@@ -1,8 +1,9 @@
 // Records a loop's progress in the destination's metadata document (next to its checkpoint),
 // for `mmm status`: at once when the loop's state changes (started, retrying, recovered,
-// stopped, failed), and every `intervalMs` while it runs, which is also its heartbeat. Writes
-// go out one at a time; a write asked for while one is in flight is made once it ends, with
-// the progress as it is then, so a slow destination never queues more than one.
+// stopped, failed) or it meets a change it does not replicate (a warning), and every
+// `intervalMs` while it runs, which is also its heartbeat. Writes go out one at a time; a write
+// asked for while one is in flight is made once it ends, with the progress as it is then, so a
+// slow destination never queues more than one.
 
 import os from 'node:os';
 import type { Link, ReplicationConfigStore } from '../config/store.ts';
@@ -35,6 +36,11 @@ export class StatusRecorder implements LoopObserver {
       clearInterval(this.timer);
       this.timer = undefined;
     }
+    this.record();
+  }
+
+  /** A warning is recorded at once: an operator should not wait for the next heartbeat. */
+  warning(): void {
     this.record();
   }
 
@@ -71,6 +77,7 @@ export class StatusRecorder implements LoopObserver {
       missed: progress.missed,
       refused: progress.refused,
       ...(progress.error && { error: { ...progress.error } }),
+      warnings: progress.warnings.map((w) => ({ ...w })),
     };
   }
 }

@@ -6,10 +6,12 @@
 import type { MongoClient, Timestamp } from 'mongodb';
 import { metadataStoreOptions, ReplicationConfigStore, type ConfigStoreOptions, type SourceConfig } from '../config/store.ts';
 import { redactUri, type ServerSpec, type Topology } from '../topology.ts';
+import { describeUnauthorized } from '../check/privileges.ts';
+import type { CachedLinks, LinksMemory } from './links-cache.ts';
 import type { LoopStatusRecord } from './record.ts';
 
 /** A link's or a loop's state, as `status` tells it. */
-export type LinkState = 'running' | 'retrying' | 'stopped' | 'error' | 'never started';
+export type LinkState = 'running' | 'retrying' | 'stopped' | 'error' | 'never started' | 'unknown';
 
 /** An oplog position, with its seconds as a UTC time. */
 export interface PositionView {
@@ -76,6 +78,11 @@ export interface LoopView {
   refused: number | null;
   run: RunView | null;
   warnings: string[];
+  /**
+   * Changes on replicated namespaces that the last run met and did not replicate (DDL,
+   * time-series writes): the newest few, oldest first, `at` by the source's clock.
+   */
+  notReplicated: Array<{ command: string; ns: string; message: string; at: string }>;
   links: LinkView[];
 }
 
@@ -92,6 +99,11 @@ export interface StatusOptions {
   connect: (server: ServerSpec) => Promise<MongoClient>;
   /** Where the metadata is; by default each server's own (`metadataDb`, or local). */
   store?: ConfigStoreOptions;
+  /**
+   * Where status keeps each destination's links as last read, to list them (state `unknown`)
+   * while that destination cannot be reached (./links-cache.ts); none by default.
+   */
+  linksMemory?: LinksMemory;
   now?: () => Date;
 }
 
@@ -128,7 +140,11 @@ export async function collectStatus(options: StatusOptions): Promise<StatusRepor
   const loops: LoopView[] = [];
   topology.servers.forEach((destination, k) => {
     const f = facts[k]!;
-    if ('error' in f) return;
+    if ('error' in f) {
+      loops.push(...unknownLoops(destination, f.error, options.linksMemory?.read(destination.id), topology, now()));
+      return;
+    }
+    options.linksMemory?.write(destination.id, f.sources.filter((c) => c.links.length > 0), now());
     for (const config of f.sources) {
       if (config.links.length === 0) continue;
       const source = topology.byId(config.sourceId);
@@ -154,7 +170,7 @@ async function serverFacts(server: ServerSpec, options: StatusOptions): Promise<
     ]);
     return { localTime: hello.localTime as Date, oplog, sources };
   } catch (err) {
-    return { error: `${server.name}: ${(err as Error).message}` };
+    return { error: `${server.name}: ${describeUnauthorized(err) ?? (err as Error).message}` };
   } finally {
     await client.close();
   }
@@ -259,6 +275,7 @@ function loopView(
     refused: record ? record.refused : null,
     run,
     warnings,
+    notReplicated: (record?.warnings ?? []).map(({ command, ns, message, at }) => ({ command, ns, message, at: iso(at) })),
     links,
   };
 }
@@ -319,4 +336,28 @@ function hours(seconds: number): string {
 function round(value: number, digits: number): number {
   const scale = 10 ** digits;
   return Math.round(value * scale) / scale;
+}
+
+/**
+ * The loops of a destination that cannot be reached, from the links status last read there:
+ * state `unknown`, with why; none when this machine never read them.
+ */
+function unknownLoops(destination: ServerSpec, why: string, cached: CachedLinks | undefined, topology: Topology, now: Date): LoopView[] {
+  if (!cached) return [];
+  return cached.sources.map(({ sourceId, links }) => ({
+    destination: destination.name,
+    source: topology.byId(sourceId)?.name ?? sourceId,
+    sourceId,
+    state: 'unknown',
+    error: { message: why, at: iso(now) },
+    checkpoint: null,
+    lagSeconds: null,
+    applied: null,
+    missed: null,
+    refused: null,
+    run: null,
+    warnings: [`the links as this machine last read them, at ${iso(cached.seen)}`],
+    notReplicated: [],
+    links: links.map(({ dst, src, ops }) => ({ dst, src, ops, state: 'unknown' })),
+  }));
 }

@@ -25,8 +25,13 @@ export const WATCH_DEFAULTS = {
 } as const satisfies Partial<WatchOptions>;
 
 export function watchLoops(options: WatchOptions): NonNullable<RunOptions['observe']> {
+  // A loop restarted to follow new links (../replicate/runner.ts) goes on with its progress:
+  // counters, warnings and lag carry over, as for the user it is the same replication.
+  const progressOf = new Map<string, LoopProgress>();
   return ({ source, destination, links, store }) => {
-    const progress = new LoopProgress();
+    const key = `${source.id}>${destination.id}`;
+    const progress = progressOf.get(key) ?? new LoopProgress();
+    progressOf.set(key, progress);
     const logger = options.logger.child({ source: source.name, destination: destination.name });
     const observers: LoopObserver[] = [
       progress, // first: the others read it
@@ -58,6 +63,8 @@ export function combineObservers(observers: readonly LoopObserver[], logger: Log
     state: (state, error) => each('state', (o) => o.state?.(state, error)),
     batch: (report) => each('batch', (o) => o.batch?.(report)),
     idle: () => each('idle', (o) => o.idle?.()),
+    warning: (warning) => each('warning', (o) => o.warning?.(warning)),
+    refusedKept: (kept) => each('refusedKept', (o) => o.refusedKept?.(kept)),
     close: async () => {
       await Promise.all(observers.map((o) => o.close?.()));
     },

@@ -1,7 +1,7 @@
 // Test support for replication: a topology over throwaway replica sets, an in-process `run`
 // that a test can stop, and a wait that knows when replication has settled.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MongoClient, type Timestamp } from 'mongodb';
+import { MongoClient, type Document, type Timestamp } from 'mongodb';
 import { v4 as uuidv4 } from 'uuid';
 import { ReplicationConfigStore } from '../../src/config/store.ts';
 import { createLogger, silentLogger, type Logger, type LogLevel } from '../../src/log.ts';
@@ -134,4 +134,15 @@ export async function settle(topology: Topology, clients: Map<string, MongoClien
     if (Date.now() > deadline) throw new Error('replication did not settle');
     await sleep(100);
   }
+}
+
+/**
+ * The CRUD operations `client`'s server logged after `since` that `counted` keeps: plain
+ * entries, and each operation inside an `applyOps` entry (a user's transaction, or the
+ * transaction mmm applies a batch in).
+ */
+export async function loggedOperations(client: MongoClient, since: Timestamp, counted: (op: Document) => boolean): Promise<number> {
+  const entries = await client.db('local').collection('oplog.rs').find({ ts: { $gt: since } }).toArray();
+  const ops = entries.flatMap((e) => (Array.isArray(e.o?.applyOps) ? (e.o.applyOps as Document[]) : [e]));
+  return ops.filter((op) => ['i', 'u', 'd'].includes(op.op as string) && counted(op)).length;
 }
