@@ -11,8 +11,9 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ReplicationConfigStore } from '../src/config/store.ts';
-import { ID_A, ID_B, runCli, startTwoServers, type TwoServers } from './support/cli.ts';
+import { ID_A, runCli, startTwoServers, type TwoServers } from './support/cli.ts';
 import { serveLockfile, type LocalRegistry } from './support/local-registry.ts';
+import { DOCUMENTED_STEPS, documentedTranscript, recordSession } from './support/session.ts';
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -77,54 +78,9 @@ test('the installed mmm: --version and --help, from any directory', async () => 
 test('the installed mmm: the documented session', async () => {
   // Something to clear first, as in the original's session.
   await new ReplicationConfigStore(two.clients[1]!).addLink(ID_A, { src: 'old.stuff', dst: 'old.stuff', ops: 'iud' });
-  const steps: Array<{ args: string[]; typed?: string }> = [
-    { args: ['clear-config'], typed: 'y\n' },
-    { args: ['dump-config'] },
-    { args: ['replicate', '--src=server_a/test.foo', '--dst=server_b/test.foo'] },
-    { args: ['replicate', '--src=server_a/test.bar', '--dst=server_b/test.bar'] },
-    { args: ['replicate', '--src=server_b/test.foo', '--dst=server_a/test.foo'] },
-    { args: ['replicate', '--src=server_b/test.bar', '--dst=server_a/test.bar'] },
-    { args: ['dump-config'] },
-  ];
-  let transcript = '';
-  for (const { args, typed } of steps) {
-    const result = await runCli(['-c', 'test.yml', ...args], { bin: installed, cwd: two.dir, input: typed });
-    assert.equal(result.stderr, '', `stderr of ${args.join(' ')}`);
-    assert.equal(result.code, 0, `exit code of ${args.join(' ')}`);
-    // The terminal echoes what the user typed after the prompt.
-    transcript += `$ mmm -c test.yml ${args.join(' ')}\n${typed === undefined ? result.stdout : result.stdout.replace('(yN) ', `(yN) ${typed}`)}`;
-  }
-  const [uriA, uriB] = two.sets.map((s) => s.uri);
-  const servers = `=== Server Config ===
-server_a (${ID_A}) => ${uriA}
-server_b (${ID_B}) => ${uriB}
-`;
-  assert.equal(
-    transcript,
-    `$ mmm -c test.yml clear-config
-About to clear config on servers: ['server_a', 'server_b'], are you sure? (yN) y
-Clear config for server_a
-Clear config for server_b
-$ mmm -c test.yml dump-config
-${servers}
-=== server_a Replication Config
-=== server_b Replication Config
-
-$ mmm -c test.yml replicate --src=server_a/test.foo --dst=server_b/test.foo
-$ mmm -c test.yml replicate --src=server_a/test.bar --dst=server_b/test.bar
-$ mmm -c test.yml replicate --src=server_b/test.foo --dst=server_a/test.foo
-$ mmm -c test.yml replicate --src=server_b/test.bar --dst=server_a/test.bar
-$ mmm -c test.yml dump-config
-${servers}
-=== server_a Replication Config
-     - test.foo <= server_b/test.foo
-     - test.bar <= server_b/test.bar
-=== server_b Replication Config
-     - test.foo <= server_a/test.foo
-     - test.bar <= server_a/test.bar
-
-`,
-  );
+  const run = (args: string[], typed?: string) => runCli(['-c', 'test.yml', ...args], { bin: installed, cwd: two.dir, ...(typed !== undefined && { input: typed }) });
+  const [uriA, uriB] = two.sets.map((s) => s.uri) as [string, string];
+  assert.equal(await recordSession(DOCUMENTED_STEPS, run), documentedTranscript(uriA, uriB));
   // And the check a user makes before `mmm run`.
   const check = await runCli(['-c', 'test.yml', 'check'], { bin: installed, cwd: two.dir });
   assert.equal(check.code, 0, check.stdout + check.stderr);

@@ -9,10 +9,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Document, MongoClient } from 'mongodb';
 import { startReplicaSets, type ReplicaSet } from '../scripts/replica-sets.ts';
 import { ReplicationConfigStore } from '../src/config/store.ts';
-import { runCli, writeTopology, type CliResult } from './support/cli.ts';
-
-const ID_A = '2c88ae84-7cb9-40f7-835d-c05e981f564d';
-const ID_B = '0d9c284b-b47c-40b5-932c-547b8685edd0';
+import { ID_A, ID_B, runCli, writeTopology } from './support/cli.ts';
+import { DOCUMENTED_STEPS, documentedTranscript, recordSession, transcript, type SessionStep } from './support/session.ts';
 
 let sets: ReplicaSet[] = [];
 let clients: MongoClient[] = [];
@@ -39,30 +37,8 @@ beforeEach(() => Promise.all(clients.map((c) => new ReplicationConfigStore(c).cl
 /** Runs `mmm -c test.yml ...args` in the topology's directory. */
 const mmm = (args: string[], input?: string) => runCli(['-c', 'test.yml', ...args], { cwd: dir, input });
 
-/**
- * The command and its output as a terminal shows them: stdout, with what the user typed after
- * the question's prompt (the terminal echoes it, newline included).
- */
-function transcript(args: string[], result: CliResult, typed?: string): string {
-  let output = result.stdout;
-  if (typed !== undefined) {
-    assert.ok(output.includes('(yN) '), `no prompt in ${JSON.stringify(output)}`);
-    output = output.replace('(yN) ', `(yN) ${typed}`);
-  }
-  return `$ mmm -c test.yml ${args.join(' ')}\n${output}`;
-}
-
 /** Runs each command, checks it succeeded quietly, and returns the session's transcript. */
-async function session(steps: Array<{ args: string[]; typed?: string }>): Promise<string> {
-  let text = '';
-  for (const { args, typed } of steps) {
-    const result = await mmm(args, typed);
-    assert.equal(result.stderr, '', `stderr of ${args.join(' ')}`);
-    assert.equal(result.code, 0, `exit code of ${args.join(' ')}`);
-    text += transcript(args, result, typed);
-  }
-  return text;
-}
+const session = (steps: readonly SessionStep[]) => recordSession(steps, mmm);
 
 const rawConfig = () =>
   Promise.all(clients.map((c) => c.db('local').collection('mmm').find({}).sort({ _id: 1 }).toArray())) as Promise<
@@ -73,48 +49,7 @@ test('the documented session, byte for byte', async () => {
   // Something to clear first, as in the original's session.
   await new ReplicationConfigStore(clients[1]!).addLink(ID_A, { src: 'old.stuff', dst: 'old.stuff', ops: 'iud' });
 
-  const actual = await session([
-    { args: ['clear-config'], typed: 'y\n' },
-    { args: ['dump-config'] },
-    { args: ['replicate', '--src=server_a/test.foo', '--dst=server_b/test.foo'] },
-    { args: ['replicate', '--src=server_a/test.bar', '--dst=server_b/test.bar'] },
-    { args: ['replicate', '--src=server_b/test.foo', '--dst=server_a/test.foo'] },
-    { args: ['replicate', '--src=server_b/test.bar', '--dst=server_a/test.bar'] },
-    { args: ['dump-config'] },
-  ]);
-
-  assert.equal(
-    actual,
-    `$ mmm -c test.yml clear-config
-About to clear config on servers: ['server_a', 'server_b'], are you sure? (yN) y
-Clear config for server_a
-Clear config for server_b
-$ mmm -c test.yml dump-config
-=== Server Config ===
-server_a (2c88ae84-7cb9-40f7-835d-c05e981f564d) => ${uriA}
-server_b (0d9c284b-b47c-40b5-932c-547b8685edd0) => ${uriB}
-
-=== server_a Replication Config
-=== server_b Replication Config
-
-$ mmm -c test.yml replicate --src=server_a/test.foo --dst=server_b/test.foo
-$ mmm -c test.yml replicate --src=server_a/test.bar --dst=server_b/test.bar
-$ mmm -c test.yml replicate --src=server_b/test.foo --dst=server_a/test.foo
-$ mmm -c test.yml replicate --src=server_b/test.bar --dst=server_a/test.bar
-$ mmm -c test.yml dump-config
-=== Server Config ===
-server_a (2c88ae84-7cb9-40f7-835d-c05e981f564d) => ${uriA}
-server_b (0d9c284b-b47c-40b5-932c-547b8685edd0) => ${uriB}
-
-=== server_a Replication Config
-     - test.foo <= server_b/test.foo
-     - test.bar <= server_b/test.bar
-=== server_b Replication Config
-     - test.foo <= server_a/test.foo
-     - test.bar <= server_a/test.bar
-
-`,
-  );
+  assert.equal(await session(DOCUMENTED_STEPS), documentedTranscript(uriA, uriB));
 
   // What replicate stored: on each destination, one document for its source.
   const [onA, onB] = await rawConfig();

@@ -8,6 +8,7 @@ import { UsageError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { Topology, type ServerSpec } from '../topology.ts';
 import { DEFAULT_SETTINGS, type ReplicationSettings } from './settings.ts';
+import { sleep } from './sleep.ts';
 import { SourceLoop, type LoopObserver, type LoopOutcome } from './source-loop.ts';
 
 export interface RunOptions {
@@ -280,17 +281,6 @@ class Wakeup {
   }
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
 
 /** A crashed mmm's open transactions would hold up the replay for a minute: see ../apply/abandoned.ts. */
 async function abortAbandoned(client: MongoClient, destination: ServerSpec, logger: Logger): Promise<void> {

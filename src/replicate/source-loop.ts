@@ -24,6 +24,7 @@ import type { ServerSpec } from '../topology.ts';
 import { linkWarnings, type LinkWarning } from './commands.ts';
 import { ReadAheadQueue } from './read-ahead.ts';
 import { Router } from './route.ts';
+import { sleep } from './sleep.ts';
 import type { ReplicationSettings } from './settings.ts';
 
 /** MongoDB's CappedPositionLost: the cursor's place in the oplog was overwritten. */
@@ -371,16 +372,4 @@ export class SourceLoop {
 function errorCode(error: Error): { code?: number } {
   const code = serverErrorCode(error);
   return code === undefined ? {} : { code };
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
