@@ -57,6 +57,8 @@ export async function runReplication(options: RunOptions, signal: AbortSignal): 
     if (!c) {
       c = options.connect(server);
       clients.set(server.id, c);
+      // A server that did not answer is asked again next time (a link to it added later).
+      c.catch(() => clients.delete(server.id));
     }
     return c;
   };
@@ -222,7 +224,6 @@ class DestinationRun {
 
   private async startLoops(linksBySource: Map<string, Link[]>, key: string): Promise<void> {
     const { destination, topology, logger, settings } = this.options;
-    this.links = key;
     this.loops = [];
     for (const [sourceId, links] of linksBySource) {
       const source = topology.byId(sourceId);
@@ -256,6 +257,8 @@ class DestinationRun {
       })();
       this.loops.push(running);
     }
+    // Only once every loop started: a source that could not be reached is tried at the next poll.
+    this.links = key;
   }
 }
 
