@@ -24,7 +24,7 @@ export interface LoopStatusRecord {
   /** The host name and process id of the run. */
   host: string;
   pid: number;
-  /** The links the run follows: those added after it started wait for the next run. */
+  /** The links the run follows (it picks up links added while it runs within seconds). */
   links: Array<{ src: string; dst: string }>;
   /** Writes applied on the destination since `since`, by kind (i insert, u update, d delete). */
   applied: { i: number; u: number; d: number };

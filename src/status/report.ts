@@ -258,7 +258,7 @@ function loopView(
   }
   const recorded = new Set(record?.links.map((l) => `${l.src}\0${l.dst}`));
   const links = config.links.map(({ dst, src, ops, created }): LinkView => {
-    // A link added after the run started is not followed until the next run.
+    // A link added after the run started that it does not follow yet (it picks links up within seconds).
     const notRun = record && !recorded.has(`${src}\0${dst}`) && created > record.since;
     return { dst, src, ops, state: notRun ? 'never started' : state };
   });
