@@ -10,11 +10,9 @@
 
 import { Binary, BSON, type Collection, type MongoClient, type Timestamp, type WriteConcernSettings } from 'mongodb';
 import { RefusedWriteError } from '../errors.ts';
-import { MMM_DATABASE } from '../replicate/tag.ts';
+import { MMM_DATABASE, REFUSED_COLLECTION } from '../replicate/tag.ts';
 import { serverErrorCode } from './transient.ts';
 import type { DestinationWrite } from './writer.ts';
-
-export const REFUSED_COLLECTION = 'refused';
 
 /** The source operation is kept whole below this size; a larger one is kept as its position only. */
 const KEEP_OPERATION_BYTES = 8 * 1024 * 1024;

@@ -12,6 +12,7 @@
 // a grant on every database (readWriteAnyDatabase) covers neither `local` nor `config`.
 
 import type { MongoClient } from 'mongodb';
+import { MARKER_COLLECTION, MMM_DATABASE, REFUSED_COLLECTION } from '../replicate/tag.ts';
 
 /** The actions mmm needs on one namespace, and why. */
 export interface Requirement {
@@ -34,8 +35,7 @@ export type Grants = { kind: 'unrestricted' } | { kind: 'privileges'; user: stri
 /** The oplog, where mmm reads a source's changes and status reads each window. */
 const OPLOG = { db: 'local', collection: 'oplog.rs' };
 /** The database where a destination records mmm's own writes (loop breaking) and refused ones. */
-export const OWN_DATABASE = 'mmm';
-const OWN_COLLECTIONS = ['writes', 'refused'];
+const OWN_COLLECTIONS = [MARKER_COLLECTION, REFUSED_COLLECTION];
 const READ_WRITE: readonly Action[] = ['find', 'insert', 'update', 'remove'];
 /** Unauthorized: the server's code for a command the user may not run. */
 export const UNAUTHORIZED = 13;
@@ -51,7 +51,7 @@ export function requiredPrivileges(needs: ServerNeeds): Requirement[] {
   const required: Requirement[] = [{ ...OPLOG, actions: ['find'] }];
   if (needs.metadataDb !== undefined) required.push({ db: needs.metadataDb, collection: 'mmm', actions: READ_WRITE });
   if (needs.destinationNamespaces.length > 0) {
-    for (const collection of OWN_COLLECTIONS) required.push({ db: OWN_DATABASE, collection, actions: READ_WRITE });
+    for (const collection of OWN_COLLECTIONS) required.push({ db: MMM_DATABASE, collection, actions: READ_WRITE });
     for (const ns of new Set(needs.destinationNamespaces)) {
       const dot = ns.indexOf('.');
       required.push({ db: ns.slice(0, dot), collection: ns.slice(dot + 1), actions: READ_WRITE });

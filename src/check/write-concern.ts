@@ -5,7 +5,8 @@
 // would not do: the server ignores a write concern there.
 
 import { ObjectId, type MongoClient, type W } from 'mongodb';
-import { OWN_DATABASE, UNAUTHORIZED } from './privileges.ts';
+import { MARKER_COLLECTION, MARKER_NAMESPACE, MMM_DATABASE } from '../replicate/tag.ts';
+import { UNAUTHORIZED } from './privileges.ts';
 
 export type WriteConcernVerdict =
   | { kind: 'ok' }
@@ -23,8 +24,8 @@ const WRITE_CONCERN_FAILED = 64;
 export async function probeWriteConcern(client: MongoClient, w: W, timeoutMS: number): Promise<WriteConcernVerdict> {
   try {
     await client
-      .db(OWN_DATABASE)
-      .collection<{ _id: ObjectId }>('writes')
+      .db(MMM_DATABASE)
+      .collection<{ _id: ObjectId }>(MARKER_COLLECTION)
       .updateOne({ _id: new ObjectId() }, { $set: { probe: true } }, { writeConcern: { w, wtimeoutMS: timeoutMS } });
     return { kind: 'ok' };
   } catch (err) {
@@ -55,6 +56,6 @@ export function describeWriteConcern(w: W, verdict: WriteConcernVerdict): string
     case 'timeout':
       return `--write-concern ${w}: not acknowledged within ${verdict.waitedMS / 1000} s (a member down or lagging?): writes would wait`;
     case 'unauthorized':
-      return `--write-concern ${w}: not checked (the user may not write to ${OWN_DATABASE}.writes)`;
+      return `--write-concern ${w}: not checked (the user may not write to ${MARKER_NAMESPACE})`;
   }
 }

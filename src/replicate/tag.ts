@@ -34,6 +34,8 @@ export const TAG_FIELD = '__mmm';
 export const MMM_DATABASE = 'mmm';
 export const MARKER_COLLECTION = 'writes';
 export const MARKER_NAMESPACE = `${MMM_DATABASE}.${MARKER_COLLECTION}`;
+/** Where a destination keeps the writes it refused (../apply/refused.ts). */
+export const REFUSED_COLLECTION = 'refused';
 
 export function makeTag(origin: string, ts: Timestamp): string {
   return `${origin}:${ts.t}:${ts.i}`;
