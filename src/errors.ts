@@ -61,5 +61,11 @@ export class RefusedWriteError extends MmmError {
   }
 }
 
+/**
+ * A copy (`replicate --copy`) cannot go on exactly: its snapshot or its start position is gone
+ * from the source, or the link changed under it. What was copied stays, and says where it stopped.
+ */
+export class CopyError extends MmmError {}
+
 /** A check before `run` found something that would make it fail (./check/preflight.ts). */
 export class PreflightError extends MmmError {}

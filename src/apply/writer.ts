@@ -234,7 +234,6 @@ async function statements(
   oneByOne: boolean,
 ): Promise<ApplyStats> {
   const stats = emptyStats();
-  const markers = client.db(MMM_DATABASE).collection<{ _id: MarkerId; n: number }>(MARKER_COLLECTION);
   const { maxTimeMS } = options;
   let origin: string | undefined;
   let start = 0;
@@ -242,8 +241,7 @@ async function statements(
     const first = writes[start]!;
     if (first.origin !== origin) {
       origin = first.origin;
-      const _id: MarkerId = { origin, source: options.sourceId, lane, run: RUN_ID };
-      await markers.updateOne({ _id }, { $inc: { n: 1 } }, { upsert: true, session, maxTimeMS });
+      await writeMarker(client, session, { origin, source: options.sourceId, lane, run: RUN_ID }, maxTimeMS);
     }
     let end = start + 1;
     if (!oneByOne && !isRebuild(first)) {
@@ -260,6 +258,16 @@ async function statements(
     start = end;
   }
   return stats;
+}
+
+/**
+ * The statement that makes what follows it in `session`'s transaction mmm's writes from
+ * `_id.origin` (../replicate/tag.ts). Anything that writes for mmm (a loop, a copy, a repair)
+ * starts its transaction with it.
+ */
+export async function writeMarker(client: MongoClient, session: ClientSession, _id: MarkerId, maxTimeMS: number): Promise<void> {
+  const markers = client.db(MMM_DATABASE).collection<{ _id: MarkerId; n: number }>(MARKER_COLLECTION);
+  await markers.updateOne({ _id }, { $inc: { n: 1 } }, { upsert: true, session, maxTimeMS });
 }
 
 function sameStatement(a: DestinationWrite, b: DestinationWrite): boolean {

@@ -3,7 +3,8 @@
 // source server,
 //
 //   {_id: <source UUID, BSON binary subtype 4>, checkpoint: <Timestamp, once run has set it>,
-//    replication: [{dst: 'db.coll', src: 'db.coll', ops: 'iud', created: Date, since?: Timestamp}, ...],
+//    replication: [{dst: 'db.coll', src: 'db.coll', ops: 'iud', created: Date, since?: Timestamp,
+//                   copying?: true}, ...],
 //    status: <what the last run recorded about this loop; see ../status/record.ts>}
 //
 // Every change is one single-document update, which MongoDB applies atomically, so no reader
@@ -32,6 +33,12 @@ export interface Link {
    * while `run` runs"). Removed once a run's checkpoint has passed it with the link applied.
    */
   since?: Timestamp;
+  /**
+   * Set while `replicate --copy` copies the source collection's documents (../copy/copy.ts): no
+   * run follows the link until the copy ends, which removes it and sets `since` to the copy's
+   * snapshot, in one update.
+   */
+  copying?: true;
 }
 
 /** What this server replicates from one source server. */
@@ -121,7 +128,7 @@ export class ReplicationConfigStore {
    * Adds the link src -> dst from `sourceId`, or, if it exists, sets its ops in place (keeping
    * its position and `created`). Throws UsageError for a bad namespace or ops.
    */
-  async addLink(sourceId: string, link: { src: string; dst: string; ops: string; since?: Timestamp }): Promise<'added' | 'updated'> {
+  async addLink(sourceId: string, link: { src: string; dst: string; ops: string; since?: Timestamp; copying?: true }): Promise<'added' | 'updated'> {
     const _id = toBinary(sourceId);
     const src = parseNamespace(link.src, 'src').ns;
     const dst = parseNamespace(link.dst, 'dst').ns;
@@ -135,7 +142,7 @@ export class ReplicationConfigStore {
       try {
         await this.collection.updateMany(
           { _id, replication: { $not: existing.replication } },
-          { $push: { replication: { dst, src, ops, created: new Date(), ...(link.since && { since: link.since }) } } },
+          { $push: { replication: { dst, src, ops, created: new Date(), ...(link.since && { since: link.since }), ...(link.copying && { copying: true }) } } },
           { upsert: true },
         );
         return 'added';
@@ -153,6 +160,18 @@ export class ReplicationConfigStore {
     // Only if still empty: a link added meanwhile keeps the document.
     await this.collection.deleteMany({ _id, replication: { $size: 0 } });
     return true;
+  }
+
+  /**
+   * Ends the copy of the link src -> dst: it follows the source's oplog from `since` (the copy's
+   * snapshot) on. False if the link is gone, or is not being copied.
+   */
+  async endCopy(sourceId: string, src: string, dst: string, since: Timestamp): Promise<boolean> {
+    const updated = await this.collection.updateMany(
+      { _id: toBinary(sourceId), replication: { $elemMatch: { src, dst, copying: true } } },
+      { $set: { 'replication.$.since': since }, $unset: { 'replication.$.copying': '' } },
+    );
+    return updated.matchedCount > 0;
   }
 
   /** Removes every link and checkpoint this server holds. */
@@ -217,7 +236,7 @@ function toSourceConfig(doc: SourceDocument, namespace: string): SourceConfig {
   if (!Array.isArray(replication) || !replication.every(isLink)) {
     throw fail('replication is not a list of {dst, src, ops, created}');
   }
-  const links = replication.map(({ src, dst, ops, created, since }) => ({ src, dst, ops, created, ...(since && { since }) }));
+  const links = replication.map(({ src, dst, ops, created, since, copying }) => ({ src, dst, ops, created, ...(since && { since }), ...(copying && { copying }) }));
   const status = parseLoopStatus(recorded);
   return { sourceId: _id.toUUID().toHexString(), ...(checkpoint && { checkpoint }), links, ...(status && { status }) };
 }
@@ -231,6 +250,7 @@ function isLink(value: unknown): value is Link {
     typeof link.dst === 'string' &&
     typeof link.ops === 'string' &&
     link.created instanceof Date &&
-    (link.since === undefined || link.since instanceof Timestamp)
+    (link.since === undefined || link.since instanceof Timestamp) &&
+    (link.copying === undefined || link.copying === true)
   );
 }

@@ -44,6 +44,8 @@ export class Router {
 
   constructor(private readonly options: RouterOptions) {
     for (const link of options.linksBySource.get(options.sourceId) ?? []) {
+      // Being copied: followed from the copy's snapshot once the copy is done (../copy/copy.ts).
+      if (link.copying) continue;
       const list = this.bySourceNs.get(link.src) ?? [];
       list.push(link);
       this.bySourceNs.set(link.src, list);

@@ -200,9 +200,9 @@ class DestinationRun {
       if (config.links.length > 0) linksBySource.set(config.sourceId, config.links);
     }
     // `created` tells a link made again (its `since` new) from the same link, whose `since` a
-    // checkpoint of ours removed: that is no change.
+    // checkpoint of ours removed: that is no change. A copy that ends (`copying` goes) is one.
     const key = JSON.stringify(
-      [...linksBySource.entries()].map(([id, links]) => [id, links.map((l) => [l.src, l.dst, l.ops, l.created.getTime()])]),
+      [...linksBySource.entries()].map(([id, links]) => [id, links.map((l) => [l.src, l.dst, l.ops, l.created.getTime(), l.copying === true])]),
     );
     return { linksBySource, key };
   }

@@ -1,6 +1,7 @@
 // `mmm status` for a person: a table of the links, a line per loop on its run, errors and
 // warnings, then each server's oplog window.
 
+import { copyText } from './copy-view.ts';
 import type { LoopView, PositionView, StatusReport } from './report.ts';
 
 export function formatStatus(report: StatusReport): string {
@@ -15,7 +16,7 @@ export function formatStatus(report: StatusReport): string {
         rows.push([
           `${loop.destination}/${link.dst} <= ${loop.source}/${link.src}`,
           link.ops,
-          link.state,
+          link.copy ? copyText(link.copy) : link.state,
           // The checkpoint, the lag and the counters belong to the loop: shown once for its links.
           first ? checkpoint(loop.checkpoint) : '',
           first ? lag(loop) : '',

@@ -9,9 +9,11 @@ import { redactUri, type ServerSpec, type Topology } from '../topology.ts';
 import { describeUnauthorized } from '../check/privileges.ts';
 import type { CachedLinks, LinksMemory } from './links-cache.ts';
 import type { LoopStatusRecord } from './record.ts';
+import { copiesInProgress, type CopyKey, type CopyState } from '../copy/state.ts';
+import { copyView, type CopyView } from './copy-view.ts';
 
 /** A link's or a loop's state, as `status` tells it. */
-export type LinkState = 'running' | 'retrying' | 'stopped' | 'error' | 'never started' | 'unknown';
+export type LinkState = 'running' | 'retrying' | 'stopped' | 'error' | 'never started' | 'unknown' | 'copying';
 
 /** An oplog position, with its seconds as a UTC time. */
 export interface PositionView {
@@ -47,6 +49,8 @@ export interface LinkView {
   src: string;
   ops: string;
   state: LinkState;
+  /** Only while `replicate --copy` copies the link's documents (state `copying`). */
+  copy?: CopyView;
 }
 
 export interface RunView {
@@ -120,6 +124,8 @@ interface ServerFacts {
   localTime: Date;
   oplog: { oldest: Timestamp; newest: Timestamp; usedBytes?: number; maxBytes?: number };
   sources: SourceConfig[];
+  /** Copies in progress into this server (`replicate --copy`). */
+  copies: Array<CopyKey & CopyState>;
 }
 
 export async function collectStatus(options: StatusOptions): Promise<StatusReport> {
@@ -163,12 +169,14 @@ async function serverFacts(server: ServerSpec, options: StatusOptions): Promise<
     return { error: (err as Error).message };
   }
   try {
-    const [hello, oplog, sources] = await Promise.all([
+    const [hello, oplog, sources, copies] = await Promise.all([
       client.db('admin').command({ hello: 1 }),
       oplogFacts(client),
       new ReplicationConfigStore(client, options.store ?? metadataStoreOptions(server)).sources(),
+      // A user allowed to read the metadata but not mmm's database sees no copy progress.
+      copiesInProgress(client).catch(() => []),
     ]);
-    return { localTime: hello.localTime as Date, oplog, sources };
+    return { localTime: hello.localTime as Date, oplog, sources, copies };
   } catch (err) {
     return { error: `${server.name}: ${describeUnauthorized(err) ?? (err as Error).message}` };
   } finally {
@@ -257,7 +265,9 @@ function loopView(
     }
   }
   const recorded = new Set(record?.links.map((l) => `${l.src}\0${l.dst}`));
-  const links = config.links.map(({ dst, src, ops, created }): LinkView => {
+  const links = config.links.map(({ dst, src, ops, created, copying }): LinkView => {
+    const copy = copying && facts.copies.find((c) => c.source === config.sourceId && c.src === src && c.dst === dst);
+    if (copying) return { dst, src, ops, state: 'copying', ...(copy && { copy: copyView(copy, facts.localTime) }) };
     // A link added after the run started that it does not follow yet (it picks links up within seconds).
     const notRun = record && !recorded.has(`${src}\0${dst}`) && created > record.since;
     return { dst, src, ops, state: notRun ? 'never started' : state };
