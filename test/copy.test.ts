@@ -1,7 +1,7 @@
 // `replicate --copy`, through the real CLI on two replica sets: a collection that already holds
 // 200,000 documents is copied while its source takes inserts, updates and deletes of documents
 // copied and not yet copied, with `run` already running; again with the copy SIGKILLed twice and
-// resumed and `run` started after; then indexes, a destination that holds documents, and a copy
+// resumed and `run` started after (both checked directly and by `mmm verify`); then indexes, a destination that holds documents, and a copy
 // whose start the source's oplog no longer holds.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -143,6 +143,9 @@ test('a copy made while the source takes writes, with run running, leaves both s
     await coll(a, 'other').insertOne({ _id: 'last' });
     await caughtUp('live');
     await assertSame('big', 'live');
+    const verified = await cli('verify', '--src=server_a/test.big', '--dst=server_b/test.live');
+    assert.equal(verified.code, 0, verified.stdout + verified.stderr);
+    assert.match(verified.stdout, /^server_b\/test\.live <= server_a\/test\.big: equal \([\d,]+ documents\)\n$/);
   } finally {
     await run.stop();
   }
@@ -190,6 +193,9 @@ test('a copy SIGKILLed twice resumes where it stopped, and run started after it 
   try {
     await caughtUp('resumed');
     await assertSame('big', 'resumed');
+    const verified = await cli('verify', '--src=server_a/test.big', '--dst=server_b/test.resumed');
+    assert.equal(verified.code, 0, verified.stdout + verified.stderr);
+    assert.match(verified.stdout, /^server_b\/test\.resumed <= server_a\/test\.big: equal \([\d,]+ documents\)\n$/);
   } finally {
     await run.stop();
   }
