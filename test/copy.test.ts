@@ -251,6 +251,19 @@ test('a destination that holds documents: refused without --copy-mode; replace m
   assert.deepEqual([bad.code, bad.stderr], [2, 'mmm: --copy-mode goes with --copy\n']);
 });
 
+test('a document written on the destination during a copy is kept, not overwritten, and the copy goes on', async () => {
+  await copyKilledAfter('written', 1);
+  // The collection's largest _id: in the last range, which four copiers out of 32 ranges have
+  // not reached after one batch.
+  const [last] = await coll(a, 'big').find({}, { projection: { _id: 1 } }).sort({ _id: -1 }).limit(1).toArray();
+  await coll(b, 'written').insertOne({ _id: last!._id, written: 'on server_b' });
+  const result = await cli('replicate', '--src=server_a/test.big', '--dst=server_b/test.written', '--copy');
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(result.stderr, /"kept":1,.*"msg":"documents the destination held were kept"/);
+  assert.deepEqual(await coll(b, 'written').findOne({ _id: last!._id }, { projection: { __mmm: 0 } }), { _id: last!._id, written: 'on server_b' });
+  assert.equal(await coll(b, 'written').countDocuments(), await coll(a, 'big').countDocuments());
+});
+
 test('a copy whose start the source\'s oplog no longer holds stops with a clear error, and copies nothing more', async () => {
   const first = await copyKilledAfter('lost', 1);
   // As if the copy had been interrupted for longer than the oplog's window: its start is gone.
