@@ -94,7 +94,13 @@ async function copyLink(context: CliContext, request: CopyRequest): Promise<void
   const { link, ops, store, source, destination } = request;
   const key = { source: link.source.id, src: link.src, dst: link.dst };
   const existing = (await store.source(link.source.id))?.links.find((l) => l.src === link.src && l.dst === link.dst);
-  const begun = await readCopy(destination, key);
+  let begun = await readCopy(destination, key);
+  if (begun && !existing) {
+    // A copy whose link is gone (clear-config, or a link removed by hand): what it recorded says
+    // nothing of the destination now, so it starts over.
+    await removeCopy(destination, key);
+    begun = undefined;
+  }
   if (existing && !existing.copying) {
     // A copy that ended but was not forgotten yet: it is complete, the link follows the oplog.
     if (begun) return removeCopy(destination, key);
