@@ -39,7 +39,8 @@ test('writes are regrouped by command type, each after its own document\'s previ
   const writes = [ins(1), upd(2, { a: 1 }), del(3), ins(4), upd(1, { a: 2 }), del(1), ins(1), del(5), upd(6, { a: 1 }, 'db.d')];
   const out = phases(writes).map((phase) => [...phase.entries()].map(([ns, group]) => `${ns}:${group.map(describe).join(',')}`).join(' '));
   assert.deepEqual(out, [
-    'db.c:i1,u2,i4,u1 db.d:u6', // upserts and updates, one command per namespace
+    'db.c:i1,i4', // inserts, one command per namespace
+    'db.c:u2,u1 db.d:u6', // updates
     'db.c:d3,d1,d5', // deletes
     'db.c:i1', // the re-insert of 1 must follow its delete
   ]);
@@ -84,6 +85,43 @@ test('a write refused after regrouping makes the batch go again in oplog order, 
     { _id: 2, email: 'x@example.com' },
     { _id: 3, email: 'y@example.com' },
   ]);
+});
+
+test('inserts are written as inserts; a replay meeting their documents writes its transaction again with upserts', async () => {
+  const coll = client.db('db').collection<{ _id: number; v?: number; w?: number }>('replay');
+  await coll.insertOne({ _id: 0 });
+  const counters = async () => (await client.db('admin').command({ serverStatus: 1 })).opcounters as { insert: number; update: number };
+  const before = await counters();
+  const writes = [ins(1, { v: 0 }, 'db.replay'), ins(2, { v: 0 }, 'db.replay'), upd(1, { v: 1 }, 'db.replay'), ins(3, { v: 0 }, 'db.replay')];
+  assert.deepEqual(await applyInParallel(client, writes, options(1)), { inserted: 3, updated: 1, deleted: 0, missed: 0, failed: 0 });
+  // Three inserts; the marker and the update of 1 are the updates (an upsert counts as one).
+  const first = await counters();
+  assert.deepEqual([first.insert - before.insert, first.update - before.update], [3, 2]);
+  // Later writes of the first run; then a restart replays the whole batch: 1, 2 and 3 exist.
+  await coll.updateOne({ _id: 2 }, { $set: { w: 1 } });
+  await coll.deleteOne({ _id: 3 });
+  const replay = [...writes, upd(2, { w: 1 }, 'db.replay'), del(3, 'db.replay')];
+  const stats = await applyInParallel(client, replay, options(1));
+  assert.deepEqual(stats, { inserted: 3, updated: 2, deleted: 1, missed: 0, failed: 0 });
+  assert.deepEqual(await coll.find({}, { projection: { __mmm: 0 } }).sort({ _id: 1 }).toArray(), [{ _id: 0 }, { _id: 1, v: 1 }, { _id: 2, v: 0, w: 1 }]);
+  assert.equal(await client.db('mmm').collection('refused').countDocuments({ ns: 'db.replay' }), 0);
+});
+
+test('an insert whose _id is taken and a unique index refused in the same transaction: the insert converges, the other is kept', async () => {
+  const coll = client.db('db').collection<{ _id: number; k: string }>('both');
+  await coll.createIndex({ k: 1 }, { unique: true });
+  await coll.insertMany([{ _id: 1, k: 'old' }, { _id: 9, k: 'taken' }]);
+  const writes = [ins(1, { k: 'new' }, 'db.both'), ins(2, { k: 'taken' }, 'db.both'), ins(3, { k: 'c' }, 'db.both')];
+  const stats = await applyInParallel(client, writes, options(1));
+  assert.deepEqual(stats, { inserted: 2, updated: 0, deleted: 0, missed: 0, failed: 1 });
+  assert.deepEqual(await coll.find({}, { projection: { __mmm: 0 } }).sort({ _id: 1 }).toArray(), [
+    { _id: 1, k: 'new' },
+    { _id: 3, k: 'c' },
+    { _id: 9, k: 'taken' },
+  ]);
+  const kept = await client.db('mmm').collection('refused').find({ ns: 'db.both' }).toArray();
+  assert.deepEqual(kept.map((r) => [r.docId, r.error.code]), [[2, 11000]]);
+  await client.db('mmm').collection('refused').deleteMany({ ns: 'db.both' }); // the tests below count theirs
 });
 
 test('many writes in parallel partitions end as the same documents as in order', async () => {

@@ -125,10 +125,11 @@ test('a document too large once tagged, and a unique index conflict, are kept in
   const run = new RunProcess(config, ['--status-interval', '1']);
   try {
     await run.waitForLog('link started', 2);
-    // The source takes 16,777,150 bytes; with `__mmm` added the document passes the 16 MiB limit.
-    const filler = 16_777_150 - BSON.calculateObjectSize({ _id: 'huge', s: '' });
+    // The source takes 16,777,208 bytes, 8 under the 16 MiB limit; with `__mmm` (about 60
+    // bytes) added the document passes it.
+    const filler = 16_777_208 - BSON.calculateObjectSize({ _id: 'huge', s: '' });
     await coll(a, 'big').insertOne({ _id: 'huge', s: 'x'.repeat(filler) });
-    assert.equal(BSON.calculateObjectSize((await coll(a, 'big').findOne({ _id: 'huge' }))!), 16_777_150);
+    assert.equal(BSON.calculateObjectSize((await coll(a, 'big').findOne({ _id: 'huge' }))!), 16_777_208);
     await coll(a, 'uniq').insertOne({ _id: 'on a', k: 1 });
     await coll(a, 'big').insertOne({ _id: 'small', after: true });
     await coll(a, 'uniq').insertOne({ _id: 'other', k: 2 });
@@ -175,19 +176,19 @@ test('with --on-refused stop, a refused write stops its link, naming the namespa
 test("a write of a killed run that the destination executes after the restart's replay changes nothing", async () => {
   await cli('replicate', '--src=server_a/test.zombie', '--dst=server_b/test.zombie');
   const first = new RunProcess(config);
-  // mmm's connections are named `mmm <pid>@<host>`: the fail point holds the first run's second
-  // update command (its first is a transaction's marker, the second the batch's writes) for 5 s.
+  // mmm's connections are named `mmm <pid>@<host>`: the fail point holds the first run's first
+  // insert command (the batch's writes, after the transaction's marker, an update) for 5 s.
   await b.db('admin').command({
     configureFailPoint: 'failCommand',
-    mode: { skip: 1 },
-    data: { failCommands: ['update'], blockConnection: true, blockTimeMS: 5000, appName: `mmm ${first.child.pid}@${os.hostname()}` },
+    mode: 'alwaysOn',
+    data: { failCommands: ['insert'], blockConnection: true, blockTimeMS: 5000, appName: `mmm ${first.child.pid}@${os.hostname()}` },
   });
   try {
     await first.waitForLog('link started');
     await coll(a, 'zombie').insertOne({ _id: 1, list: [] });
     for (let k = 0; k < 20; k++) await coll(a, 'zombie').updateOne({ _id: 1 }, { $push: { list: k } } as Document);
     await eventually('the first run to be held', async () => {
-      const ops = await b.db('admin').aggregate([{ $currentOp: { allUsers: true } }, { $match: { appName: `mmm ${first.child.pid}@${os.hostname()}`, 'command.update': 'zombie' } }]).toArray();
+      const ops = await b.db('admin').aggregate([{ $currentOp: { allUsers: true } }, { $match: { appName: `mmm ${first.child.pid}@${os.hostname()}`, 'command.insert': 'zombie' } }]).toArray();
       return ops.length > 0;
     });
     await first.stop('SIGKILL');
@@ -197,7 +198,7 @@ test("a write of a killed run that the destination executes after the restart's 
       await appliedUpTo(await newest(a));
       // The held command runs once its 5 s are over, in a transaction that can never commit.
       await eventually('the held command to end', async () => {
-        const ops = await b.db('admin').aggregate([{ $currentOp: { allUsers: true, idleSessions: false } }, { $match: { 'command.update': 'zombie', appName: `mmm ${first.child.pid}@${os.hostname()}` } }]).toArray();
+        const ops = await b.db('admin').aggregate([{ $currentOp: { allUsers: true, idleSessions: false } }, { $match: { 'command.insert': 'zombie', appName: `mmm ${first.child.pid}@${os.hostname()}` } }]).toArray();
         return ops.length === 0;
       });
       await coll(a, 'zombie').updateOne({ _id: 1 }, { $push: { list: 'last' } } as Document);

@@ -5,10 +5,11 @@
 //
 // Within a partition, writes are also regrouped into as few commands as order allows. A write
 // only has to come after the previous write of its own document, so each goes into the
-// earliest "phase" that follows that write: phases alternate between upserts/updates (one
-// update command per namespace) and deletes (one delete command per namespace). A batch of
-// inserts, updates and deletes of distinct documents becomes, per partition, a transaction of
-// a marker, one update command and one delete command per namespace, and the commit.
+// earliest "phase" that follows that write: phases cycle through inserts (one insert command
+// per namespace), updates (one update command per namespace) and deletes (one delete command
+// per namespace). A batch of inserts, updates and deletes of distinct documents becomes, per
+// partition, a transaction of a marker, one insert, one update and one delete command per
+// namespace, and the commit.
 //
 // Reordering writes of different documents can make a unique secondary index refuse a write
 // that the source's order allowed (a document taking a value another one gives up in the same
@@ -22,7 +23,7 @@
 
 import { Binary, Decimal128, Double, Int32, Long, ObjectId, type MongoClient } from 'mongodb';
 import { isTransient } from './transient.ts';
-import { addStats, applyInOrder, applyTransaction, emptyStats, WriteRefusal, type ApplyOptions, type ApplyStats, type DestinationWrite } from './writer.ts';
+import { addStats, applyInOrder, applyTransaction, emptyStats, isPlainInsert, WriteRefusal, type ApplyOptions, type ApplyStats, type DestinationWrite } from './writer.ts';
 
 export interface ParallelApplyOptions extends ApplyOptions {
   /** Partitions applied at the same time (1: regrouping only, no parallelism). */
@@ -67,8 +68,8 @@ export function partition(writes: readonly DestinationWrite[], count: number): D
 
 /**
  * Regroups one partition's writes into phases, each a map from namespace to writes that go out
- * as one command type: upserts and updates (even phases) or deletes (odd phases), in the order
- * they were given. An ordered bulk write sends each run of one operation type as a command of
+ * as one command type: inserts, updates (upserts included) or deletes, cycling in that order,
+ * in the order they were given. An ordered bulk write sends each run of one operation type as a command of
  * its own, so mixing types in one bulk would cost a round trip per run; a write only has to
  * come after its own document's previous write, so it goes into the earliest phase of its type
  * that is not before that write's phase.
@@ -80,7 +81,7 @@ export function phases(writes: readonly DestinationWrite[]): Array<Map<string, D
     const key = documentKey(w);
     const type = commandType(w);
     const after = lastPhase.get(key) ?? 0;
-    const phase = after + ((type - (after % 2) + 2) % 2);
+    const phase = after + ((type - (after % COMMAND_TYPES) + COMMAND_TYPES) % COMMAND_TYPES);
     lastPhase.set(key, phase);
     while (out.length <= phase) out.push(new Map());
     const byNs = out[phase]!;
@@ -91,12 +92,16 @@ export function phases(writes: readonly DestinationWrite[]): Array<Map<string, D
   return out.filter((phase) => phase.size > 0);
 }
 
+const COMMAND_TYPES = 3;
+
 /**
- * 0: sent in an update command (an insert is an upsert, so that a replay cannot fail on a
- * duplicate key, see writer.ts), 1: in a delete command.
+ * 0: sent in an insert command, 1: in an update command (updates, and inserts written as
+ * upserts), 2: in a delete command. When writer.ts writes a transaction again with its inserts
+ * as upserts (a replay met a duplicate key), phases 0 and 1 go out as one update command.
  */
-function commandType(w: DestinationWrite): 0 | 1 {
-  return w.kind === 'delete' ? 1 : 0;
+function commandType(w: DestinationWrite): 0 | 1 | 2 {
+  if (w.kind === 'delete') return 2;
+  return isPlainInsert(w) ? 0 : 1;
 }
 
 /**

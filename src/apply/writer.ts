@@ -6,9 +6,10 @@
 // refuses a write.
 //
 // Every write is idempotent, so a batch replayed after a crash converges instead of failing:
-// an insert is an upsert of the whole document (a replayed insert cannot hit a duplicate key),
-// an update's oplog form already holds resulting values (OPLOG.md), a delete of a missing
-// document deletes nothing.
+// an insert is written as a plain insert, and where one meets a duplicate key (a replay of what
+// an earlier run applied already) its transaction, aborted by the error, is written again with
+// every insert as an upsert of the whole document; an update's oplog form already holds
+// resulting values (OPLOG.md), a delete of a missing document deletes nothing.
 //
 // A process that dies in the middle of a batch cannot harm the replay that follows it: its
 // writes only count once its transaction commits, which takes a command it can no longer
@@ -17,7 +18,7 @@
 // write command of the old process that is still running on the server (the server does not
 // stop a write when its client goes away, OPLOG.md) ends in a transaction that never commits.
 
-import type { AnyBulkWriteOperation, ClientSession, Document, Filter, MongoClient, WriteConcernSettings, WriteError } from 'mongodb';
+import type { AnyBulkWriteOperation, ClientSession, Document, Filter, MongoClient, OptionalId, WriteConcernSettings, WriteError } from 'mongodb';
 import { MongoBulkWriteError, MongoInvalidArgumentError, MongoServerError } from 'mongodb';
 import type { Logger } from '../log.ts';
 import type { Change } from '../oplog/entry.ts';
@@ -53,8 +54,8 @@ export function planWrite(change: Change, ns: string, tag: string, origin: strin
   const base = { ns, origin, tag, change };
   switch (change.op) {
     case 'i':
-      // An insert is written as an upsert of the whole document, so a replay cannot fail on a
-      // duplicate key; translateUpdate tags it (and copes with `$`-prefixed field names).
+      // The whole document, tagged by translateUpdate (which copes with `$`-prefixed field
+      // names): a plain insert where it can be (isPlainInsert), else, or on a replay, an upsert.
       return { ...base, kind: 'insert', id: change.o._id, spec: translateUpdate(change.o, tag), upsert: true };
     case 'u':
       // A replacement (it has `_id`) holds the whole document too; a diff needs the old one.
@@ -175,9 +176,8 @@ export async function applyTransaction(
   lane: number,
   oneByOne = false,
 ): Promise<ApplyStats> {
-  if (writes.length === 0) return emptyStats();
   try {
-    return await oneTransaction(client, writes, options, lane, oneByOne);
+    return await insertsThenUpserts(client, writes, options, lane, oneByOne);
   } catch (err) {
     // A transaction's writes must fit the destination's cache until it commits: halves, in
     // order, each its own transaction, until they do.
@@ -199,12 +199,57 @@ export async function applyTransaction(
 /** TransactionTooLargeForCache: the server aborted a transaction whose writes outgrew its cache. */
 const TRANSACTION_TOO_LARGE_FOR_CACHE = 388;
 
+/**
+ * The transaction with its inserts as plain inserts, which cost the destination a fraction of
+ * an upsert (no lookup by `_id` first, no update machinery); and if the destination holds a
+ * document with the `_id` of one of them already, as when a restart replays what the previous
+ * run applied, the same transaction again with every insert as an upsert of its whole document:
+ * what an upsert-only writer would have written, so the outcome is the same. The duplicate key
+ * aborted the whole transaction, so nothing of the first attempt remains. A duplicate key on
+ * another unique index fails the upsert too, and is refused as any upsert's would be (the
+ * driver keeps neither `keyPattern` nor `keyValue` of a bulk write's errors, so the two are
+ * told apart by the second attempt, which only a refused write pays for).
+ */
+async function insertsThenUpserts(
+  client: MongoClient,
+  writes: readonly DestinationWrite[],
+  options: ApplyOptions,
+  lane: number,
+  oneByOne: boolean,
+): Promise<ApplyStats> {
+  if (writes.length === 0) return emptyStats();
+  if (!writes.some(isPlainInsert)) return oneTransaction(client, writes, options, lane, oneByOne, true);
+  try {
+    return await oneTransaction(client, writes, options, lane, oneByOne, false);
+  } catch (err) {
+    const cause = err instanceof WriteRefusal ? err.cause : err;
+    if (serverErrorCode(cause) !== DUPLICATE_KEY && !isWriteErrorCode(cause, DUPLICATE_KEY)) throw err;
+    options.logger.debug({ writes: writes.length }, 'an insert met a document already there (a replay); writing its transaction again with upserts');
+    return oneTransaction(client, writes, options, lane, oneByOne, true);
+  }
+}
+
+const DUPLICATE_KEY = 11000;
+
+function isWriteErrorCode(err: unknown, code: number): boolean {
+  return err instanceof MongoBulkWriteError && ([] as WriteError[]).concat(err.writeErrors).some((e) => e.code === code);
+}
+
+/**
+ * An insert written as an insert command when inserts are not upserted: one whose document a
+ * replacement can hold (a document with a top-level `$` field name goes through a pipeline).
+ */
+export function isPlainInsert(w: DestinationWrite): boolean {
+  return w.kind === 'insert' && w.spec.kind === 'replacement';
+}
+
 async function oneTransaction(
   client: MongoClient,
   writes: readonly DestinationWrite[],
   options: ApplyOptions,
   lane: number,
   oneByOne: boolean,
+  upsertInserts: boolean,
 ): Promise<ApplyStats> {
   const session = client.startSession();
   try {
@@ -213,7 +258,7 @@ async function oneTransaction(
     // (TransientTransactionError, such as a write conflict): count the last attempt only.
     await session.withTransaction(
       async () => {
-        stats = await statements(client, session, writes, options, lane, oneByOne);
+        stats = await statements(client, session, writes, options, lane, oneByOne, upsertInserts);
       },
       { writeConcern: options.writeConcern, maxCommitTimeMS: options.maxTimeMS },
     );
@@ -232,6 +277,7 @@ async function statements(
   options: ApplyOptions,
   lane: number,
   oneByOne: boolean,
+  upsertInserts: boolean,
 ): Promise<ApplyStats> {
   const stats = emptyStats();
   const { maxTimeMS } = options;
@@ -249,7 +295,7 @@ async function statements(
     }
     try {
       if (isRebuild(first)) await rebuild(client, session, first, maxTimeMS, stats);
-      else await bulk(client, session, writes.slice(start, end), maxTimeMS, stats);
+      else await bulk(client, session, writes.slice(start, end), maxTimeMS, stats, upsertInserts);
     } catch (err) {
       const index = refusedIndex(err, end - start);
       if (index === undefined) throw err;
@@ -280,10 +326,11 @@ function isRebuild(w: DestinationWrite): w is RebuildWrite {
   return w.kind !== 'delete' && w.spec.kind === 'rebuild';
 }
 
-function bulkOperation(w: DestinationWrite): AnyBulkWriteOperation<AnyDocument> {
+function bulkOperation(w: DestinationWrite, upsertInserts: boolean): AnyBulkWriteOperation<AnyDocument> {
   const filter = byId(w.id);
   if (w.kind === 'delete') return { deleteOne: { filter } };
   const { spec, upsert } = w;
+  if (!upsertInserts && w.kind === 'insert' && spec.kind === 'replacement') return { insertOne: { document: spec.document as OptionalId<AnyDocument> } };
   switch (spec.kind) {
     case 'replacement':
       return { replaceOne: { filter, replacement: spec.document, upsert } };
@@ -296,18 +343,27 @@ function bulkOperation(w: DestinationWrite): AnyBulkWriteOperation<AnyDocument> 
   }
 }
 
-async function bulk(client: MongoClient, session: ClientSession, group: readonly DestinationWrite[], maxTimeMS: number, stats: ApplyStats): Promise<void> {
-  const result = await collectionOf(client, group[0]!.ns).bulkWrite(group.map(bulkOperation), { ordered: true, session, maxTimeMS });
-  let written = 0;
+async function bulk(
+  client: MongoClient,
+  session: ClientSession,
+  group: readonly DestinationWrite[],
+  maxTimeMS: number,
+  stats: ApplyStats,
+  upsertInserts: boolean,
+): Promise<void> {
+  const operations = group.map((w) => bulkOperation(w, upsertInserts));
+  // forceServerObjectId: the driver would otherwise replace an `_id` of null with an ObjectId.
+  const result = await collectionOf(client, group[0]!.ns).bulkWrite(operations, { ordered: true, session, maxTimeMS, forceServerObjectId: true });
+  let updates = 0;
   for (const w of group) {
     if (w.kind === 'delete') continue;
-    written++;
     if (w.kind === 'insert') stats.inserted++;
     else stats.updated++;
+    if (upsertInserts || !isPlainInsert(w)) updates++;
   }
   stats.deleted += result.deletedCount;
-  // An insert (an upsert) always finds or creates its document; an update may find none.
-  stats.missed += Math.max(0, written - result.matchedCount - result.upsertedCount);
+  // An insert (or an upsert) always finds or creates its document; an update may find none.
+  stats.missed += Math.max(0, updates - result.matchedCount - result.upsertedCount);
 }
 
 /**
