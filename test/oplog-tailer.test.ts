@@ -1,12 +1,11 @@
 // The oplog tailer on a real replica set: each batch's entries and their size in bytes, fewer
-// entries per batch when they are large (the cursor reopened where it was), none lost or read
-// twice across a reopening, and a reopening that finds its last entry overwritten stops.
+// entries per batch when they are large, none lost or read twice, a cursor whose place has been
+// overwritten stops, and a filtered cursor says how far it has read past the entries it skips.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { BSON, type FindCursor, type MongoClient, type Timestamp } from 'mongodb';
 import { startReplicaSet, type ReplicaSet } from '../scripts/replica-sets.ts';
 import { serverErrorCode } from '../src/apply/transient.ts';
-import { OplogRolledOverError } from '../src/errors.ts';
 import type { OplogEntry } from '../src/oplog/entry.ts';
 import { OplogTailer, type OplogBatch } from '../src/oplog/tailer.ts';
 
@@ -73,7 +72,7 @@ test('batches hold fewer entries when entries are large, more again when small, 
   assert.ok(batches.some((b) => b.entries.length === options.batchSize), 'small entries come batchSize at a time again');
 });
 
-test('a cursor reopened where its last entry has been overwritten stops with OplogRolledOverError', async () => {
+test('a cursor whose last entry read has been overwritten stops (CappedPositionLost)', async () => {
   const client = clients[1]!;
   const coll = client.db('test').collection<{ _id: number; payload: string }>('wrap');
   const start = await edge(client, -1);
@@ -84,7 +83,7 @@ test('a cursor reopened where its last entry has been overwritten stops with Opl
     let first: OplogBatch;
     do first = (await batches.next()).value as OplogBatch;
     while (first.entries.length === 0);
-    // A cursor asks for one entry first, then (reopened) for more of them.
+    // A cursor asks for one entry first, then for more of them.
     assert.equal(first.entries.length, 1);
     const lastRead = first.entries.at(-1)!.ts;
     // The tailer waits at its `yield`: overwrite the oplog past the last entry it read.
@@ -93,12 +92,31 @@ test('a cursor reopened where its last entry has been overwritten stops with Opl
       await coll.insertOne(big(8 + megabytes++));
       assert.ok(megabytes < 400, 'the oplog never wrapped');
     }
-    // Whichever sees it first: the tailer reopening its cursor, or the server on a getMore of the
-    // open one (CappedPositionLost, 136); the loop reports both as a lost oplog window.
-    await assert.rejects(
-      batches.next(),
-      (err: unknown) => (err instanceof OplogRolledOverError && /the last entry read/.test(err.message)) || serverErrorCode(err) === 136,
-    );
+    // The server, on the next getMore (CappedPositionLost, 136): the loop reports it as a lost
+    // oplog window.
+    await assert.rejects(batches.next(), (err: unknown) => serverErrorCode(err) === 136);
+  } finally {
+    abort.abort();
+    await batches.return(undefined);
+  }
+});
+
+test('a filtered cursor sends only the entries it asks for, and says it has read past the others', async () => {
+  const client = clients[0]!;
+  const start = await edge(client, -1);
+  await client.db('test').collection<{ _id: number }>('other').insertMany(Array.from({ length: 50 }, (_, i) => ({ _id: i })), { ordered: true });
+  const skipped = await edge(client, -1);
+  const abort = new AbortController();
+  const batches = new OplogTailer(client, { batchSize: 100, batchBytes: 8 * MB, maxAwaitTimeMS: 100 }, { ns: 'test.linked' }).batches(start, abort.signal);
+  try {
+    let batch = (await batches.next()).value as OplogBatch;
+    assert.deepEqual(batch.entries, []);
+    assert.ok(batch.scanned?.equals(skipped), `read up to ${String(batch.scanned)}, the last entry skipped being ${String(skipped)}`);
+    await client.db('test').collection<{ _id: string }>('linked').insertOne({ _id: 'wanted' });
+    do batch = (await batches.next()).value as OplogBatch;
+    while (batch.entries.length === 0);
+    assert.deepEqual(batch.entries.map((e) => [e.ns, e.o._id]), [['test.linked', 'wanted']]);
+    assert.ok(batch.scanned?.equals(batch.entries[0]!.ts));
   } finally {
     abort.abort();
     await batches.return(undefined);

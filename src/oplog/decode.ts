@@ -63,6 +63,14 @@ export class OplogDecoder {
     return this.open.size;
   }
 
+  /**
+   * The server read the oplog up to `ts` for this reader, and sent every entry up to there that
+   * it asked for (../oplog/tailer.ts): the entries it left out need no decoding to be passed.
+   */
+  passed(ts: Timestamp): void {
+    if (ts.greaterThan(this.last)) this.last = ts;
+  }
+
   decode(entries: Iterable<OplogEntry>): DecodedBatch {
     const batch: DecodedBatch = { changes: [], commands: [] };
     for (const entry of entries) {

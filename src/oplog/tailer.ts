@@ -2,16 +2,20 @@
 // from just after a checkpoint. Natural order is `ts` order (OPLOG.md), and a forward oplog
 // cursor only returns entries once every earlier one is visible, so no entry is passed over.
 //
+// Filtered on the server: a reader may ask for only the entries it needs (./filter.ts), so the
+// rest is neither sent nor decoded. Then the entries returned no longer say how far the cursor
+// has read: the server does, in each reply's `postBatchResumeToken` (`{ts}`: every entry up to
+// it was scanned, those matching sent), which a find with `$_requestResumeToken` (and a
+// `$natural` hint) gets on the oplog. The driver's cursors do not hand that field over, so the
+// cursor is driven here with find and getMore commands, in one session (a getMore must come in
+// the session of its find).
+//
 // Memory: the server fills a reply up to 16 MB, and the driver holds each reply whole, with
 // copies of it, while it is read (and keeps the newest `$clusterTime`, a slice of the reply, for
 // a while after). Of small entries a reply holds `batchSize`; of large ones far fewer would do,
-// so the cursor asks for as many entries as the last ones say fit in `batchBytes`: when replies
-// come out much larger or fuller than that, it is reopened where it was, asking for fewer (or
-// more) entries per batch.
+// so each getMore asks for as many entries as the last ones say fit in `batchBytes`.
 
-import { BSON, type FindCursor, type MongoClient, type Timestamp } from 'mongodb';
-import { OplogRolledOverError } from '../errors.ts';
-import { formatTs } from './decode.ts';
+import { BSON, type ClientSession, type Document, type Long, type MongoClient, type Timestamp } from 'mongodb';
 import type { OplogEntry } from './entry.ts';
 
 export interface TailOptions {
@@ -31,7 +35,23 @@ export interface OplogBatch {
   entries: OplogEntry[];
   /** Bytes of BSON the entries took on the wire. */
   bytes: number;
+  /**
+   * How far the server has read the oplog for this batch: every entry up to here that the
+   * filter takes is in this batch or an earlier one (at or after the last entry's `ts`).
+   */
+  scanned?: Timestamp;
 }
+
+/** The `cursor` of a find or getMore reply, its batch left as each entry's BSON. */
+interface CursorReply {
+  id: Long;
+  firstBatch?: Uint8Array[];
+  nextBatch?: Uint8Array[];
+  postBatchResumeToken?: { ts?: Timestamp };
+}
+
+/** Entries stay BSON bytes in the reply: each is decoded below, its size known without encoding it again. */
+const REPLY: BSON.DeserializeOptions = { fieldsAsRaw: { firstBatch: true, nextBatch: true }, promoteValues: false, validation: { utf8: false } };
 
 /**
  * As the driver decodes for us otherwise: numeric BSON types kept as they are, so a double is
@@ -44,6 +64,8 @@ export class OplogTailer {
   constructor(
     private readonly client: MongoClient,
     private readonly options: TailOptions,
+    /** A query on the entries: only those it matches are read (all when empty). */
+    private readonly filter: Document = {},
   ) {}
 
   private get oplog() {
@@ -72,82 +94,62 @@ export class OplogTailer {
    * `signal` is aborted; throws if the cursor dies.
    */
   async *batches(after: Timestamp, signal: AbortSignal): AsyncGenerator<OplogBatch> {
-    // One entry first, then more as long as they fit in `batchBytes`: a first reply of
-    // `batchSize` large entries would be 16 MB, and so would be the batch applied from it.
-    let batchSize = 1;
-    /** Set when the cursor is reopened: the last entry read, which the new cursor starts with. */
-    let resumeAt: Timestamp | undefined;
-    while (!signal.aborted) {
-      const cursor = this.tail(resumeAt === undefined ? { $gt: after } : { $gte: resumeAt }, batchSize);
-      try {
-        while (!signal.aborted) {
-          const batch = await this.nextBatch(cursor, resumeAt);
-          if (batch === null) {
-            yield { entries: [], bytes: 0 };
-            continue;
-          }
-          const replied = batch.entries.length + (resumeAt === undefined ? 0 : 1);
-          resumeAt = undefined;
-          yield batch;
-          const resized = this.resized(batch, replied, batchSize);
-          if (resized !== batchSize) {
-            batchSize = resized;
-            resumeAt = batch.entries[batch.entries.length - 1]!.ts;
-            break;
-          }
-        }
-      } finally {
-        await cursor.close().catch(() => undefined);
+    if (signal.aborted) return;
+    const local = this.client.db('local');
+    const session = this.client.startSession();
+    let id: Long | undefined;
+    try {
+      // One entry first, then more as long as they fit in `batchBytes`: a first reply of
+      // `batchSize` large entries would be 16 MB, and so would be the batch applied from it.
+      let batchSize = 1;
+      let cursor = await this.command(session, {
+        find: 'oplog.rs',
+        filter: { ts: { $gt: after }, ...this.filter },
+        tailable: true,
+        awaitData: true,
+        hint: { $natural: 1 },
+        batchSize,
+        $_requestResumeToken: true,
+      });
+      for (;;) {
+        id = cursor.id;
+        const batch = this.batchOf(cursor);
+        yield batch;
+        if (signal.aborted) return;
+        if (id.isZero()) throw new Error('the oplog cursor was closed by the server');
+        batchSize = this.resized(batch, batchSize);
+        cursor = await this.command(session, { getMore: id, collection: 'oplog.rs', batchSize, maxTimeMS: this.options.maxAwaitTimeMS });
       }
+    } finally {
+      if (id !== undefined && !id.isZero()) await local.command({ killCursors: 'oplog.rs', cursors: [id] }, { session }).catch(() => undefined);
+      await session.endSession().catch(() => undefined);
     }
   }
 
-  private tail(ts: { $gt: Timestamp } | { $gte: Timestamp }, batchSize: number): FindCursor<Uint8Array> {
-    // `raw`: the cursor hands over each entry's BSON bytes, decoded here, so that the size of
-    // every entry is known without serializing it again. The driver does not change the
-    // cursor's type for `raw`, hence the cast.
-    return this.client
-      .db('local')
-      .collection('oplog.rs')
-      .find({ ts }, { tailable: true, awaitData: true, maxAwaitTimeMS: this.options.maxAwaitTimeMS, batchSize, raw: true }) as unknown as FindCursor<Uint8Array>;
+  private async command(session: ClientSession, command: Document): Promise<CursorReply> {
+    const reply = await this.client.db('local').command(command, { session, ...REPLY });
+    return reply.cursor as CursorReply;
   }
 
-  /**
-   * The entries of the cursor's next reply, or null when the server waited without news. The
-   * first reply of a reopened cursor starts with `resumeAt`, the entry read last before: it is
-   * left out, and were it gone, the oplog would have overwritten it, and maybe entries after it,
-   * before they were read.
-   */
-  private async nextBatch(cursor: FindCursor<Uint8Array>, resumeAt: Timestamp | undefined): Promise<OplogBatch | null> {
-    const first = await cursor.tryNext();
-    if (first === null) {
-      if (cursor.closed) throw new Error('the oplog cursor was closed by the server');
-      return null;
-    }
-    const raw = [first, ...cursor.readBufferedDocuments()];
+  private batchOf(cursor: CursorReply): OplogBatch {
+    const raw = cursor.firstBatch ?? cursor.nextBatch ?? [];
     let bytes = 0;
     const entries = raw.map((buf) => {
       bytes += buf.byteLength;
       return BSON.deserialize(buf, DECODE) as OplogEntry;
     });
-    if (resumeAt === undefined) return { entries, bytes };
-    if (!entries[0]!.ts.equals(resumeAt)) {
-      throw new OplogRolledOverError(
-        `the oplog no longer holds ${formatTs(resumeAt)}, the last entry read (its oldest entry is now ${formatTs(entries[0]!.ts)}): entries after it may be lost`,
-      );
-    }
-    return { entries: entries.slice(1), bytes: bytes - first.byteLength };
+    const scanned = cursor.postBatchResumeToken?.ts;
+    return scanned === undefined ? { entries, bytes } : { entries, bytes, scanned };
   }
 
   /**
-   * The batch size for the replies after `batch` (a reply of `replied` entries, one of them
-   * left out if it was the one resumed from): as many entries of its average size as fit
-   * in `batchBytes` when it was more than twice that; when it was full and twice as many (or
-   * `batchSize`) would fit, up to four times as many, in a few steps in case larger entries come
-   * next. In between it stays, so that entries of mixed sizes do not reopen the cursor batch
-   * after batch.
+   * The batch size for the reply after `batch`, asked for with `current`: as many entries of
+   * its average size as fit in `batchBytes` when it was more than twice that; when it was full
+   * and twice as many (or `batchSize`) would fit, up to four times as many, in a few steps in
+   * case larger entries come next. In between it stays.
    */
-  private resized(batch: OplogBatch, replied: number, current: number): number {
+  private resized(batch: OplogBatch, current: number): number {
+    const replied = batch.entries.length;
     const { entries, bytes } = batch;
     if (entries.length === 0) return current;
     const fitting = Math.max(1, Math.min(this.options.batchSize, Math.floor((this.options.batchBytes * entries.length) / bytes)));

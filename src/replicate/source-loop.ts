@@ -18,6 +18,7 @@ import { metadataNamespace, type Link, type ReplicationConfigStore } from '../co
 import { OplogRolledOverError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { formatTs, OplogDecoder, type DecodedBatch } from '../oplog/decode.ts';
+import { oplogFilter } from '../oplog/filter.ts';
 import { OplogTailerSkipping } from '../oplog/skip-namespace.ts';
 import { OplogTailer } from '../oplog/tailer.ts';
 import type { ServerSpec } from '../topology.ts';
@@ -112,10 +113,11 @@ export class SourceLoop {
     });
     // Metadata in a replicated database puts mmm's own writes in the oplog (../oplog/skip-namespace.ts).
     const { metadataDb } = options.source;
-    this.tailer =
-      metadataDb === undefined || metadataDb === 'local'
-        ? new OplogTailer(options.sourceClient, options.settings)
-        : new OplogTailerSkipping(options.sourceClient, options.settings, metadataNamespace(options.source));
+    const local = metadataDb === undefined || metadataDb === 'local';
+    const filter = oplogFilter(this.router.sourceNamespaces, { noops: !local });
+    this.tailer = local
+      ? new OplogTailer(options.sourceClient, options.settings, filter)
+      : new OplogTailerSkipping(options.sourceClient, options.settings, filter, metadataNamespace(options.source));
     this.log = options.logger.child({ source: options.source.name, destination: options.destination.name });
     this.observer = options.observer ?? {};
     const { settings, destinationClient, source } = options;
@@ -196,7 +198,8 @@ export class SourceLoop {
     if (start) return start;
     const newest = await this.tailer.newest();
     await store.saveCheckpoint(source.id, newest);
-    return this.router.startAt(newest)!;
+    // No link to start from (the only ones are being copied): the newest entry itself.
+    return this.router.startAt(newest) ?? newest;
   }
 
   /**
@@ -236,6 +239,11 @@ export class SourceLoop {
         const last = taken[taken.length - 1]!;
         if (last.idle) {
           await recording; // a failed checkpoint write fails the loop here
+          // Nothing to apply, but the server read on past entries this loop does not read.
+          if (!last.safe.equals(position)) {
+            position = last.safe;
+            await this.recordCheckpoint(last.safe, { entries: 0, stats: emptyStats() }, checkpointed);
+          }
           if (queue.size === 0) this.observer.idle?.();
           yield;
           continue;
@@ -254,11 +262,8 @@ export class SourceLoop {
         const moved = !safe.equals(position);
         position = safe;
         recording = (async () => {
-          if (moved) {
-            await store.saveCheckpoint(source.id, safe, this.router.coveredBy(safe));
-            checkpointed(safe);
-          }
-          this.observer.batch?.({ ...report, checkpoint: safe });
+          if (moved) await this.recordCheckpoint(safe, report, checkpointed);
+          else this.observer.batch?.({ ...report, checkpoint: safe });
           if (stats.failed > 0) await this.reportRefused();
         })();
         // Awaited before the next checkpoint or idle report, and when the loop ends.
@@ -274,6 +279,14 @@ export class SourceLoop {
     }
   }
 
+  /** Records `safe` as the checkpoint (every write up to it is applied), then reports it. */
+  private async recordCheckpoint(safe: Timestamp, report: Omit<BatchReport, 'checkpoint'>, checkpointed: (p: Timestamp) => void): Promise<void> {
+    const { store, source } = this.options;
+    await store.saveCheckpoint(source.id, safe, this.router.coveredBy(safe));
+    checkpointed(safe);
+    this.observer.batch?.({ ...report, checkpoint: safe });
+  }
+
   /** The count survives restarts: it is read from where the refused writes are kept. */
   private async reportRefused(): Promise<void> {
     this.observer.refusedKept?.(await this.applyOptions.refused.count());
@@ -283,12 +296,14 @@ export class SourceLoop {
   private async read(after: Timestamp, signal: AbortSignal, queue: ReadAheadQueue<ReadBatch>): Promise<void> {
     const decoder = new OplogDecoder(after);
     try {
-      for await (const { entries, bytes } of this.tailer.batches(after, signal)) {
+      for await (const { entries, bytes, scanned } of this.tailer.batches(after, signal)) {
         if (entries.length === 0) {
+          if (scanned) decoder.passed(scanned);
           if (!(await queue.push({ idle: true, weight: 0, bytes: 0, writes: [], safe: decoder.safePosition }))) return;
           continue;
         }
         const decoded = decoder.decode(entries);
+        if (scanned) decoder.passed(scanned);
         this.reportCommands(decoded);
         const writes = decoded.changes
           .flatMap((change) => this.router.route(change))
