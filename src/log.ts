@@ -1,8 +1,8 @@
 // The logger, on stderr, keeping stdout for the commands' own output. Two formats: pino's JSON
 // lines, for a log collector, and readable lines (pino-pretty) for a person at a terminal; by
 // default readable when stderr is a terminal, JSON otherwise.
+import { createRequire } from 'node:module';
 import { pino, type Logger } from 'pino';
-import { PinoPretty } from 'pino-pretty';
 
 export type { Logger };
 
@@ -21,6 +21,8 @@ export function createLogger(level: LogLevel = 'info', format: LogFormat = 'json
   if (format === 'pretty') {
     // In this thread and synchronous, like the JSON destination: a line is out before the next
     // statement, and nothing is lost when the process exits.
+    // Loaded only for this format: it takes a good part of a start-up (60 ms here) otherwise.
+    const { PinoPretty } = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty');
     const stream = PinoPretty({
       destination: 2,
       sync: true,

@@ -63,6 +63,14 @@ describe('replacements', () => {
     assert.equal(document.__mmm, TAG);
   });
 
+  test('keep a field named __proto__ as a field (the copy does not take it for the prototype)', () => {
+    const o = BSON.deserialize(BSON.serialize(JSON.parse('{"_id": 1, "__proto__": {"p": 1}, "z": 2}')));
+    const { document } = translateUpdate(o, TAG) as Extract<UpdateSpec, { kind: 'replacement' }>;
+    assert.deepEqual(Object.keys(document), ['_id', '__proto__', 'z', '__mmm']);
+    assert.equal(Object.getPrototypeOf(document), Object.prototype);
+    assert.deepEqual(Object.keys(BSON.deserialize(BSON.serialize(document))), ['_id', '__proto__', 'z', '__mmm']);
+  });
+
   test('with a top-level $ field, which replaceOne refuses, become a $replaceWith of the literal document', () => {
     const o = { _id: 1, $price: new Double(2.5), 'dot.ted': 1 };
     assert.deepEqual(pipeline(translateUpdate(o, TAG)), [{ $replaceWith: { $literal: { ...o, __mmm: TAG } } }]);
