@@ -16,6 +16,16 @@
 //      of the process until its checkpoint covers the backlog, and its peak resident memory;
 //   6. MongoDB's own replication: a secondary stopped while the same backlog is written, then
 //      restarted; time from its start until its optime reaches the primary's.
+//   8. catch-up per workload (`catchup`): sections 5 and 6 for each workload, --ops operations,
+//      and the ratio mmm / secondary;
+//   9. latency (`latency`): section 2 again with mmm reaching B through a proxy that delays
+//      each way by --latency-ms (./delay-proxy.ts), and the ratio to section 2.
+// --unrelated N: the backlog (5) is followed by N inserts into a collection mmm does not
+// replicate, which mmm must read past.
+//   7. verify:   `mmm verify` of an equal link of --verify-docs documents of 1 KB (./verify.ts).
+//  10. copy (`copy`): `replicate --copy` of --copy-docs documents against the destination's
+//      insert ceiling and MongoDB's initial sync of the same documents, on servers of its own
+//      (./copy.ts).
 // Medians of `--runs` runs (default 3). `--quick`: every section, tiny, in well under a minute.
 // Results: a table on stdout and bench/results/<date>.json.
 
@@ -29,7 +39,10 @@ import { MongoClient, type Collection, type Document, type Timestamp, type Write
 import { v4 as uuidv4 } from 'uuid';
 import { ReplicationConfigStore } from '../src/config/store.ts';
 import { startReplicaSet, startReplicaSets, type ReplicaSet } from '../scripts/replica-sets.ts';
+import { DelayProxy } from './delay-proxy.ts';
 import { cpuSecondsOf, MmmProcess } from './mmm-process.ts';
+import { copyBench, formatCopyBench } from './copy.ts';
+import { verifyTiming } from './verify.ts';
 import { document, plan, units, WORKLOAD_TITLES, WORKLOADS, type BenchDoc, type Unit, type WorkloadName, type WorkloadPlan } from './workloads.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -43,6 +56,10 @@ const { values: args } = parseArgs({
     'lag-seconds': { type: 'string' },
     'lag-rate': { type: 'string' },
     sections: { type: 'string' },
+    'verify-docs': { type: 'string' },
+    'copy-docs': { type: 'string' },
+    unrelated: { type: 'string' },
+    'latency-ms': { type: 'string' },
     workloads: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
@@ -50,7 +67,8 @@ const { values: args } = parseArgs({
 
 if (args.help) {
   console.log(`npm run bench -- [--quick] [--runs N] [--ops N] [--backlog N] [--lag-seconds S] [--lag-rate OPS]
-                   [--sections ceiling,mmm,lag,backlog,secondary] [--workloads insert,update,mixed,txn]
+                   [--sections ceiling,mmm,latency,catchup,lag,backlog,secondary,verify,copy] [--workloads insert,update,mixed,txn]
+                   [--verify-docs N] [--copy-docs N] [--unrelated N] [--latency-ms MS]
 Environment: MMM_BENCH_NODE_ARGS='--cpu-prof --cpu-prof-dir=DIR' profiles the mmm process;
 MMM_BENCH_STDERR=FILE keeps its log.`);
   process.exit(0);
@@ -63,7 +81,11 @@ const settings = {
   backlog: Number(args.backlog ?? (quick ? 5_000 : 1_000_000)),
   lagSeconds: Number(args['lag-seconds'] ?? (quick ? 3 : 60)),
   lagRate: args['lag-rate'] === undefined ? undefined : Number(args['lag-rate']),
-  sections: new Set((args.sections ?? 'ceiling,mmm,lag,backlog,secondary').split(',')),
+  sections: new Set((args.sections ?? 'ceiling,mmm,latency,catchup,lag,backlog,secondary,verify,copy').split(',')),
+  verifyDocs: Number(args['verify-docs'] ?? (quick ? 5_000 : 200_000)),
+  copyDocs: Number(args['copy-docs'] ?? (quick ? 5_000 : 200_000)),
+  unrelated: Number(args.unrelated ?? 0),
+  latencyMs: Number(args['latency-ms'] ?? 25),
   workloads: (args.workloads?.split(',') ?? WORKLOADS) as WorkloadName[],
 };
 
@@ -94,16 +116,18 @@ interface Servers {
   idA: string;
   idB: string;
   config: string;
+  /** The same topology with B reached through the delaying proxy (section 9). */
+  delayed: { config: string; proxy: DelayProxy } | undefined;
   dir: string;
 }
 
 async function startServers(): Promise<Servers> {
   // A's oplog holds the whole backlog; the oplog is capped, so the size costs only what is written.
-  const oplogSizeMB = Math.max(256, Math.ceil(settings.backlog / 1_000_000 * 2_000));
+  const oplogSizeMB = Math.max(256, Math.ceil((Math.max(settings.backlog, settings.ops) + settings.unrelated) / 1_000_000 * 2_000));
   const [a, b, pair] = await Promise.all([
     startReplicaSet(1, { ...MONGOD, oplogSizeMB }),
     startReplicaSets(1, MONGOD).then((s) => s[0]!),
-    settings.sections.has('secondary') ? startReplicaSet(2, { ...MONGOD, oplogSizeMB }) : undefined,
+    settings.sections.has('secondary') || settings.sections.has('catchup') ? startReplicaSet(2, { ...MONGOD, oplogSizeMB }) : undefined,
   ]);
   if (pair) await nonVotingSecondary(pair);
   const ca = await new MongoClient(a.uri).connect();
@@ -114,7 +138,17 @@ async function startServers(): Promise<Servers> {
   const config = path.join(dir, 'topology.yml');
   writeFileSync(config, `server_a:\n  id: '${idA}'\n  uri: '${a.uri}'\nserver_b:\n  id: '${idB}'\n  uri: '${b.uri}'\n`);
   await new ReplicationConfigStore(cb).addLink(idA, { src: NS, dst: NS, ops: 'iud' });
-  return { a, b, pair, ca, cb, idA, idB, config, dir };
+  let delayed: Servers['delayed'];
+  if (settings.sections.has('latency')) {
+    const [host, port] = b.members[0]!.host.split(':') as [string, string];
+    const proxy = await DelayProxy.start({ host, port: Number(port) }, settings.latencyMs);
+    const file = path.join(dir, 'topology-delayed.yml');
+    // directConnection: the driver would otherwise find B's own address in its replica set
+    // configuration and go there, around the proxy.
+    writeFileSync(file, `server_a:\n  id: '${idA}'\n  uri: '${a.uri}'\nserver_b:\n  id: '${idB}'\n  uri: 'mongodb://127.0.0.1:${proxy.port}/?directConnection=true'\n`);
+    delayed = { config: file, proxy };
+  }
+  return { a, b, pair, ca, cb, idA, idB, config, delayed, dir };
 }
 
 /**
@@ -251,10 +285,10 @@ function* flatten(source: Iterable<Unit>): Generator<Unit> {
 }
 
 /** mmm: the workload written to A with mmm running; ops/s until B has it all. */
-async function throughput(s: Servers, p: WorkloadPlan, seed: number): Promise<{ opsPerSec: number; mmmCpu: number; elapsed: number; writeSeconds: number }> {
+async function throughput(s: Servers, p: WorkloadPlan, seed: number, config = s.config): Promise<{ opsPerSec: number; mmmCpu: number; elapsed: number; writeSeconds: number }> {
   await prepare([s.ca, s.cb], p);
   await skipToEnd(s);
-  const mmm = await MmmProcess.start(s.config, 1, MMM_NODE_ARGS);
+  const mmm = await MmmProcess.start(config, 1, MMM_NODE_ARGS);
   try {
     const cpu0 = mmm.cpuSeconds();
     const t0 = performance.now();
@@ -360,13 +394,24 @@ async function backlog(
   ops: number,
   seed: number,
   mongodCpu: () => number,
+  workload: WorkloadName = 'mixed',
 ): Promise<{ seconds: number; opsPerSec: number; peakMB: number; writeSeconds: number; mmmCpuShare: number; mongodCpuShare: number }> {
-  const p = plan('mixed', ops);
+  const p = plan(workload, ops);
   await prepare([s.ca, s.cb], p);
+  await coll(s.ca).db.collection('other').drop().catch(() => undefined);
   await skipToEnd(s);
   const w0 = performance.now();
   await writeUnits(s.ca, units(p, seed), WRITE_CONCERN);
   const writeSeconds = (performance.now() - w0) / 1000;
+  if (settings.unrelated > 0) {
+    const other = s.ca.db(DB).collection<BenchDoc>('other');
+    const rnd = () => 0.5;
+    for (let start = 0; start < settings.unrelated; start += 1_000) {
+      const docs: BenchDoc[] = [];
+      for (let id = start; id < Math.min(start + 1_000, settings.unrelated); id++) docs.push(document(id, rnd));
+      await other.insertMany(docs, { ordered: false, writeConcern: { w: 1 } });
+    }
+  }
   const last = await newest(s.ca);
   const t0 = performance.now();
   const cpu0 = mongodCpu();
@@ -394,10 +439,10 @@ async function backlog(
 }
 
 /** MongoDB's own replication: a secondary stopped during the backlog, then restarted. */
-async function secondaryCatchUp(set: ReplicaSet, ops: number, seed: number): Promise<{ seconds: number; opsPerSec: number }> {
+async function secondaryCatchUp(set: ReplicaSet, ops: number, seed: number, workload: WorkloadName = 'mixed'): Promise<{ seconds: number; opsPerSec: number }> {
   const client = await new MongoClient(set.uri).connect();
   try {
-    const p = plan('mixed', ops);
+    const p = plan(workload, ops);
     await prepare([client], p);
     // Wait until the secondary has the setup, so that only the backlog is counted.
     await waitForSecondary(client, await newest(client));
@@ -462,6 +507,8 @@ async function main(): Promise<void> {
     results.machine = await machine(s);
     const pids = await Promise.all([s.ca, s.cb].map(async (c) => (await c.db('admin').command({ serverStatus: 1 })).pid as number));
     const mongodCpu = () => pids.reduce((sum, pid) => sum + cpuSecondsOf(pid), 0);
+    // The destination's own CPU for the same writes: less noisy than rates on a shared machine.
+    const destinationCpu = () => cpuSecondsOf(pids[1]!);
     log(`machine: ${JSON.stringify(results.machine)}`);
     for (let run = 1; run <= settings.runs; run++) {
       const r: Document = { run, workloads: {} };
@@ -476,12 +523,25 @@ async function main(): Promise<void> {
         }
         if (settings.sections.has('mmm')) {
           const cpu0 = mongodCpu();
+          const dst0 = destinationCpu();
           const t = await throughput(s, p, seed);
+          row.destinationCpuSeconds = destinationCpu() - dst0;
+          row.mmmCpuSeconds = t.mmmCpu;
           row.mmm = t.opsPerSec;
           row.sourceWriteSeconds = t.writeSeconds;
           row.mmmCpuShare = t.mmmCpu / t.elapsed;
           row.mongodCpuShare = (mongodCpu() - cpu0) / t.elapsed;
-          log(`run ${run} ${w}: mmm ${fmt(row.mmm)} ops/s (${fmt(t.elapsed, 1)} s, the source writes took ${fmt(t.writeSeconds, 1)} s; mmm used ${fmt(row.mmmCpuShare * 100)}% of a core, both mongods ${fmt(row.mongodCpuShare * 100)}%)`);
+          log(`run ${run} ${w}: mmm ${fmt(row.mmm)} ops/s (${fmt(t.elapsed, 1)} s, the source writes took ${fmt(t.writeSeconds, 1)} s; mmm used ${fmt(row.mmmCpuShare * 100)}% of a core (${fmt(t.mmmCpu, 1)} s), both mongods ${fmt(row.mongodCpuShare * 100)}%, the destination's ${fmt(row.destinationCpuSeconds, 1)} s)`);
+        }
+        if (settings.sections.has('latency')) {
+          const t = await throughput(s, p, seed, s.delayed!.config);
+          row.mmmDelayed = t.opsPerSec;
+          log(`run ${run} ${w}: mmm with ${settings.latencyMs} ms each way to the destination ${fmt(row.mmmDelayed)} ops/s (${fmt(t.elapsed, 1)} s)`);
+        }
+        if (settings.sections.has('catchup')) {
+          row.catchup = await backlog(s, settings.ops, 70_000 + seed, mongodCpu, w);
+          row.secondary = (await secondaryCatchUp(s.pair!, settings.ops, 70_000 + seed, w)).opsPerSec;
+          log(`run ${run} ${w}: catch-up of ${fmt(settings.ops)}: mmm ${fmt(row.catchup.opsPerSec)} ops/s (peak RSS ${fmt(row.catchup.peakMB)} MB), secondary ${fmt(row.secondary)} ops/s`);
         }
         r.workloads[w] = row;
       }
@@ -502,9 +562,14 @@ async function main(): Promise<void> {
         r.secondary = await secondaryCatchUp(s.pair!, settings.backlog, 60_000 + run);
         log(`run ${run} secondary: caught up in ${fmt(r.secondary.seconds, 1)} s (${fmt(r.secondary.opsPerSec)} ops/s)`);
       }
+      if (settings.sections.has('verify')) {
+        r.verify = await verifyTiming(s, settings.verifyDocs, log);
+        log(`run ${run} verify: ${fmt(r.verify.docsPerSec)} docs/s (CLI ${fmt(r.verify.cliDocsPerSec)}); parallel 1/2/4: ${[1, 2, 4].map((k) => fmt(r.verify.byParallel[k])).join(' / ')}`);
+      }
     }
   } finally {
     await Promise.all([s.ca.close(), s.cb.close()]);
+    await s.delayed?.proxy.stop();
     await Promise.all([s.a.destroy(), s.b.destroy(), s.pair?.destroy()]);
     rmSync(s.dir, { recursive: true, force: true });
   }
@@ -527,6 +592,24 @@ async function main(): Promise<void> {
     summary.workloads[w] = { ceiling: c, mmm: m, ratio, source };
     lines.push(`| ${WORKLOAD_TITLES[w]} | ${fmt(c)} | ${fmt(m)} | ${fmt(ratio, 2)} | ${fmt(source)} |`);
   }
+  if (settings.sections.has('catchup') || settings.sections.has('latency')) {
+    // Catch-up of a backlog of each workload: mmm against MongoDB's secondary; and section 2
+    // with the delay to the destination, against section 2 without.
+    lines.push('');
+    lines.push(`| workload | mmm catch-up (ops/s) | secondary catch-up (ops/s) | mmm / secondary | mmm peak RSS (MB) | mmm with ${settings.latencyMs} ms each way (ops/s) | with latency / without |`);
+    lines.push(`|---|---:|---:|---:|---:|---:|---:|`);
+    for (const w of settings.workloads) {
+      const row = (r: Document) => r.workloads[w] as Document | undefined;
+      const mmm = med((r) => row(r)?.catchup?.opsPerSec);
+      const secondary = med((r) => row(r)?.secondary);
+      const ratio = med((r) => (row(r)?.catchup && row(r)?.secondary ? row(r)!.catchup.opsPerSec / row(r)!.secondary : undefined));
+      const peak = med((r) => row(r)?.catchup?.peakMB);
+      const delayed = med((r) => row(r)?.mmmDelayed);
+      const latencyRatio = med((r) => (row(r)?.mmmDelayed && row(r)?.mmm ? row(r)!.mmmDelayed / row(r)!.mmm : undefined));
+      Object.assign(summary.workloads[w], { catchup: mmm, secondary, catchupRatio: ratio, catchupPeakMB: peak, delayed, latencyRatio });
+      lines.push(`| ${WORKLOAD_TITLES[w]} | ${fmt(mmm)} | ${fmt(secondary)} | ${fmt(ratio, 2)} | ${fmt(peak)} | ${fmt(delayed)} | ${fmt(latencyRatio, 2)} |`);
+    }
+  }
   const lagRow = (k: string) => med((r) => r.lag?.[k]);
   if (settings.sections.has('lag')) {
     summary.lag = { rate: lagRow('rate'), p50: lagRow('p50'), p99: lagRow('p99'), max: lagRow('max') };
@@ -541,6 +624,16 @@ async function main(): Promise<void> {
     summary.secondary = { seconds: med((r) => r.secondary?.seconds), opsPerSec: med((r) => r.secondary?.opsPerSec) };
     const vs = summary.backlog?.seconds ? ` (mmm takes ${fmt(summary.backlog.seconds / summary.secondary.seconds, 2)}x its time)` : '';
     lines.push(`MongoDB secondary catching up the same backlog: ${fmt(summary.secondary.seconds, 1)} s (${fmt(summary.secondary.opsPerSec)} ops/s)${vs}`);
+  }
+  if (settings.sections.has('verify')) {
+    summary.verify = { docsPerSec: med((r) => r.verify?.docsPerSec), cliSeconds: med((r) => r.verify?.cliSeconds) };
+    lines.push(`verify of an equal link of ${fmt(settings.verifyDocs)} documents of 1 KB: ${fmt(summary.verify.docsPerSec)} docs/s (the CLI, start-up included: ${fmt(summary.verify.cliSeconds, 1)} s)`);
+  }
+  if (settings.sections.has('copy')) {
+    // On servers of its own (a source set whose member re-joins by initial sync), once.
+    results.copy = await copyBench(settings.copyDocs);
+    summary.copy = results.copy;
+    lines.push('', formatCopyBench(results.copy));
   }
   results.summary = summary;
   const m = results.machine as Document;
