@@ -3,7 +3,7 @@
 // entry and several `partialTxn` entries), applyOps from multi-document deletes, and renaming.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { BSON, type Collection, type Document, type MongoClient } from 'mongodb';
+import { BSON, BSONRegExp, type Collection, type Document, type MongoClient } from 'mongodb';
 import type { Topology } from '../src/topology.ts';
 import { addLink, settle, startCluster, startMmm, type Cluster, type RunningMmm, type TestDoc } from './support/replication.ts';
 
@@ -19,7 +19,7 @@ const coll = (server: string, ns = 'test.foo'): Collection<TestDoc> => {
 
 /** The destination's documents, without the tag, as BSON bytes (field order and types count). */
 async function bytes(server: string, ns = 'test.foo'): Promise<string[]> {
-  const docs = await coll(server, ns).find({}, { promoteValues: false }).sort({ _id: 1 }).toArray();
+  const docs = await coll(server, ns).find({}, { promoteValues: false, bsonRegExp: true }).sort({ _id: 1 }).toArray();
   return docs.map(({ __mmm, ...rest }) => Buffer.from(BSON.serialize(rest)).toString('hex'));
 }
 
@@ -67,6 +67,16 @@ test('updates as $v:2 array diffs: append, resize, element updates together', as
   await coll('server_a').updateOne({ _id: 3 }, [{ $set: { arr: { $concatArrays: [{ $slice: ['$arr', 2] }, [{ new: true }]] } } }]);
   await coll('server_a').updateOne({ _id: 3 }, { $set: { 'objs.$[].seen': true } });
   await assertSame();
+});
+
+test('regular expressions keep their options, s and x included: inserted, set by a diff, replaced', async () => {
+  await coll('server_a').insertOne({ _id: 40, r: new BSONRegExp('a b # c', 'imsx') });
+  await coll('server_a').updateOne({ _id: 40 }, { $set: { q: new BSONRegExp('^x', 'sx'), 'n.r': new BSONRegExp('y', 'u') } });
+  await coll('server_a').insertOne({ _id: 41 });
+  await coll('server_a').replaceOne({ _id: 41 }, { r: new BSONRegExp('z', 'ls') });
+  await assertSame();
+  const stored = await coll('server_b').findOne({ _id: 40 }, { bsonRegExp: true });
+  assert.deepEqual([stored!.r, stored!.q], [new BSONRegExp('a b # c', 'imsx'), new BSONRegExp('^x', 'sx')]);
 });
 
 test('replacements, including a replacement of a document the destination lacks', async () => {

@@ -372,7 +372,7 @@ async function bulk(
  */
 async function rebuild(client: MongoClient, session: ClientSession, w: RebuildWrite, maxTimeMS: number, stats: ApplyStats): Promise<void> {
   const collection = collectionOf(client, w.ns);
-  const current = await collection.findOne(byId(w.id), { session, maxTimeMS, promoteValues: false });
+  const current = await collection.findOne(byId(w.id), { session, maxTimeMS, promoteValues: false, bsonRegExp: true });
   stats.updated++;
   if (!current) {
     stats.missed++;

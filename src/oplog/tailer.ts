@@ -55,10 +55,11 @@ const REPLY: BSON.DeserializeOptions = { fieldsAsRaw: { firstBatch: true, nextBa
 
 /**
  * As the driver decodes for us otherwise: numeric BSON types kept as they are, so a double is
- * written back as a double, and no UTF-8 check (the server only stores valid UTF-8; checking it
- * again costs a good part of decoding).
+ * written back as a double; regular expressions as BSON has them (a JavaScript RegExp would lose
+ * the `s` and `x` options and gain `g`); and no UTF-8 check (the server only stores valid UTF-8;
+ * checking it again costs a good part of decoding).
  */
-const DECODE: BSON.DeserializeOptions = { promoteValues: false, validation: { utf8: false } };
+const DECODE: BSON.DeserializeOptions = { promoteValues: false, bsonRegExp: true, validation: { utf8: false } };
 
 export class OplogTailer {
   constructor(
