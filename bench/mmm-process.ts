@@ -25,8 +25,15 @@ export class MmmProcess {
       if (process.env.MMM_BENCH_STDERR) appendFileSync(process.env.MMM_BENCH_STDERR, chunk);
       if (this.stderr.length > 1_000_000) this.stderr = this.stderr.slice(-100_000);
     });
-    this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
-    process.once('exit', () => this.child.kill('SIGKILL'));
+    // A bench run starts a dozen of these: each one's hook goes when it exits.
+    const kill = () => this.child.kill('SIGKILL');
+    process.once('exit', kill);
+    this.exited = new Promise((resolve) =>
+      this.child.once('exit', (code) => {
+        process.off('exit', kill);
+        resolve(code);
+      }),
+    );
   }
 
   /** Starts `mmm run` and waits until every link has started (its `link started` log line). */
