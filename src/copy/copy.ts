@@ -104,13 +104,15 @@ async function begin(target: CopyTarget, options: CopyOptions): Promise<{ header
 
 async function collectionSize(client: MongoClient, ns: string): Promise<{ total: number; totalBytes: number }> {
   const dot = ns.indexOf('.');
-  const [stats] = await client
-    .db(ns.slice(0, dot))
-    .collection(ns.slice(dot + 1))
+  const collection = client.db(ns.slice(0, dot)).collection(ns.slice(dot + 1));
+  const [stats] = await collection
     .aggregate<{ storageStats?: { count?: number; size?: number } }>([{ $collStats: { storageStats: {} } }])
     .toArray()
     .catch(() => [] as Array<{ storageStats?: { count?: number; size?: number } }>);
-  return { total: Number(stats?.storageStats?.count ?? 0), totalBytes: Number(stats?.storageStats?.size ?? 0) };
+  if (stats?.storageStats) return { total: Number(stats.storageStats.count ?? 0), totalBytes: Number(stats.storageStats.size ?? 0) };
+  // Without the privilege for $collStats: the count from the collection's metadata, which
+  // `count` needs no more than find does; the size stays unknown (no window estimate then).
+  return { total: await collection.estimatedDocumentCount(), totalBytes: 0 };
 }
 
 /** Copies (or goes on copying) `target`, then lets its link follow the oplog. */
