@@ -228,7 +228,7 @@ test('a destination that holds documents: refused without --copy-mode; replace m
     refused.stderr,
     "mmm: server_b/test.replace holds documents already: give --copy-mode replace (the source's versions win) or --copy-mode keep (the destination's stay)\n",
   );
-  assert.equal((await new ReplicationConfigStore(b).source(ID_A))?.links.some((l) => l.dst === 'test.replace'), false, 'no link made');
+  assert.equal(((await new ReplicationConfigStore(b).source(ID_A))?.links ?? []).some((l) => l.dst === 'test.replace'), false, 'no link made');
   const replaced = await cli('replicate', '--src=server_a/test.replace', '--dst=server_b/test.replace', '--copy', '--copy-mode', 'replace');
   assert.equal(replaced.code, 0, replaced.stderr);
   const strip = (docs: Document[]) => docs.map(({ __mmm, ...d }) => d);
@@ -249,6 +249,9 @@ test('a destination that holds documents: refused without --copy-mode; replace m
   ]);
   const bad = await cli('replicate', '--src=server_a/test.keep', '--dst=server_b/test.keep2', '--copy-mode=keep');
   assert.deepEqual([bad.code, bad.stderr], [2, 'mmm: --copy-mode goes with --copy\n']);
+  const missing = await cli('replicate', '--src=server_a/test.none', '--dst=server_b/test.none', '--copy');
+  assert.deepEqual([missing.code, missing.stderr], [2, 'mmm: server_a/test.none does not exist: there is nothing to copy (make the link without --copy)\n']);
+  assert.equal(((await new ReplicationConfigStore(b).source(ID_A))?.links ?? []).some((l) => l.dst === 'test.none'), false, 'no link made');
 });
 
 test('a document written on the destination during a copy is kept, not overwritten, and the copy goes on', async () => {

@@ -108,6 +108,9 @@ async function copyLink(context: CliContext, request: CopyRequest): Promise<void
       `${link.source.name}/${link.src} is replicated to ${link.destination.name}/${link.dst} already: --copy makes a new link (to compare the two sides: mmm verify)`,
     );
   }
+  if (!begun && !(await collectionExists(source, link.src))) {
+    throw new UsageError(`${link.source.name}/${link.src} does not exist: there is nothing to copy (make the link without --copy)`);
+  }
   if (!begun && request.mode === 'empty' && (await holdsDocuments(destination, link.dst))) {
     throw new UsageError(
       `${link.destination.name}/${link.dst} holds documents already: give --copy-mode replace (the source's versions win) or --copy-mode keep (the destination's stay)`,
@@ -131,6 +134,11 @@ async function copyLink(context: CliContext, request: CopyRequest): Promise<void
   } finally {
     display.stop();
   }
+}
+
+async function collectionExists(client: MongoClient, ns: string): Promise<boolean> {
+  const { db, coll } = parseNamespace(ns);
+  return (await client.db(db).listCollections({ name: coll }, { nameOnly: true }).toArray()).length > 0;
 }
 
 async function holdsDocuments(client: MongoClient, ns: string): Promise<boolean> {
