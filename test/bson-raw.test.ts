@@ -10,6 +10,7 @@ import {
   forEachElement,
   keyElements,
   MalformedBsonError,
+  mayReorderWhenDecoded,
   orderedDocument,
   topLevelElements,
   typeName,
@@ -99,4 +100,12 @@ test('orderedDocument serializes back to the same bytes, also with whole-number 
     assert.deepEqual(bytes(decoded), original);
   }
   assert.equal(orderedDocument(bytes(docs[0]!)) instanceof Map, false, 'a plain object when one serializes back');
+});
+
+test('mayReorderWhenDecoded flags whole-number field names at any depth, and undefined values, but not array indexes', () => {
+  const flagged: Array<Document | Map<string, unknown>> = [new Map<string, unknown>([['a', 1], ['0', 2]]), { a: { b: { '12': 1 } } }, { list: [{ '3': 1 }] }];
+  for (const doc of flagged) assert.equal(mayReorderWhenDecoded(bytes(doc)), true, JSON.stringify([...(doc instanceof Map ? doc : Object.entries(doc))]));
+  // {u: undefined}, BSON type 0x06, which the serializer no longer writes.
+  assert.equal(mayReorderWhenDecoded(Buffer.from([8, 0, 0, 0, 0x06, 0x75, 0, 0])), true);
+  assert.equal(mayReorderWhenDecoded(bytes({ list: [1, 2, [3, 4]], '01': 1, a1: { '-1': 2, '1.5': 3 }, big: { '12345678901': 1 } })), false);
 });

@@ -14,6 +14,7 @@ import { BSON, Int32, Timestamp, type Collection, type Document, type Filter, ty
 import { startReplicaSets, type ReplicaSet } from '../scripts/replica-sets.ts';
 import { ReplicationConfigStore } from '../src/config/store.ts';
 import { ID_A, ID_B, MMM, runCli, writeTopology } from './support/cli.ts';
+import { show, splitTag, storedAll } from './support/bson.ts';
 import { seededRandom } from './support/random-updates.ts';
 import { eventually, loggedOperations } from './support/replication.ts';
 import { RunProcess } from './support/run-process.ts';
@@ -214,6 +215,22 @@ test('--indexes builds the source collection\'s indexes, a unique one included, 
   assert.equal(email?.unique, true);
   assert.ok(indexes.some((i) => i.name === 'score_-1__id_1'));
   await assertSame('indexed', 'indexed');
+});
+
+test('documents whose field names are whole numbers are copied byte for byte, field order included', async () => {
+  // Maps: a JavaScript object would list "0" and "7" first, which is what the copy must not do.
+  const docs = [
+    new Map<string, unknown>([['_id', 1], ['b', 1], ['0', 'x'], ['nested', new Map<string, unknown>([['z', 1], ['7', 2]])]]),
+    new Map<string, unknown>([['_id', 2], ['arr', [new Map<string, unknown>([['q', 1], ['3', new Int32(4)]])]], ['12', true]]),
+    { _id: 3, plain: 'document' },
+  ];
+  await coll(a, 'numbered').insertMany(docs as unknown as AnyDoc[]);
+  const result = await cli('replicate', '--src=server_a/test.numbered', '--dst=server_b/test.numbered', '--copy');
+  assert.equal(result.code, 0, result.stderr);
+  const [source, copied] = (await Promise.all([a, b].map((client) => storedAll(client.db('test').collection('numbered'))))) as [Uint8Array[], Uint8Array[]];
+  assert.equal(copied.length, 3);
+  copied.forEach((bytes, k) => assert.equal(show(splitTag(bytes).rest), show(source[k]!)));
+  copied.forEach((bytes, k) => assert.ok(splitTag(bytes).rest.equals(source[k]!), `document ${k + 1}: ${show(bytes)}`));
 });
 
 test('a destination that holds documents: refused without --copy-mode; replace makes the source\'s win, keep leaves the destination\'s', async () => {

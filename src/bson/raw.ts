@@ -221,6 +221,30 @@ export function orderedDocument(bytes: Uint8Array): OrderedDocument | undefined 
   return serializesTo(ordered, bytes) ? ordered : undefined;
 }
 
+/**
+ * Whether plain decoding (BSON.deserialize) may not write `bytes` back as they are, so that
+ * orderedDocument should decide: a (sub)document has a field name that is a whole number, which
+ * a JavaScript object lists first, or an `undefined` value, which the serializer writes as null.
+ * A walk over the bytes, far cheaper than encoding the document again to compare.
+ */
+export function mayReorderWhenDecoded(bytes: Uint8Array, inArray = false): boolean {
+  let found = false;
+  forEachElement(bytes, (type, start, nameEnd, valueStart, end) => {
+    if (type === 0x06 || (!inArray && isIndexName(bytes, start + 1, nameEnd))) found = true;
+    else if (type === 0x03 || type === 0x04) found = mayReorderWhenDecoded(bytes.subarray(valueStart, end), type === 0x04);
+    return found;
+  });
+  return found;
+}
+
+/** "0", "7", "12": a name a JavaScript object takes for an array index (up to 10 digits). */
+function isIndexName(bytes: Uint8Array, nameStart: number, nameEnd: number): boolean {
+  const length = nameEnd - nameStart;
+  if (length === 0 || length > 10 || (bytes[nameStart] === 0x30 && length > 1)) return false;
+  for (let k = nameStart; k < nameEnd; k++) if (bytes[k]! < 0x30 || bytes[k]! > 0x39) return false;
+  return true;
+}
+
 function serializesTo(value: OrderedDocument, bytes: Uint8Array): boolean {
   return Buffer.compare(BSON.serialize(value), bytes) === 0;
 }

@@ -13,7 +13,7 @@
 // the source no longer keeps that snapshot (its history window), or when its oplog no longer
 // holds `at` (the link could not replay what followed).
 
-import type { MongoClient, Timestamp } from 'mongodb';
+import { BSON, type MongoClient, type Timestamp } from 'mongodb';
 import { abortAbandonedTransactions } from '../apply/abandoned.ts';
 import { serverErrorCode } from '../apply/transient.ts';
 import { measureOplog } from '../check/oplog-headroom.ts';
@@ -63,6 +63,8 @@ export interface CopyResult extends CopyProgress {
   at: Timestamp;
   /** Documents the destination held and kept (mode `keep`, or written there during the copy). */
   kept: number;
+  /** Documents copied as decoded, not byte for byte (./read.ts). */
+  inexact: number;
   resumed: boolean;
 }
 
@@ -82,6 +84,8 @@ const ASSUMED_BYTES_PER_SECOND = 20 * 1024 * 1024;
 const OPLOG_CHECK_MS = 5_000;
 /** SnapshotTooOld: the source no longer keeps the history of the copy's snapshot. */
 const SNAPSHOT_TOO_OLD = 239;
+/** Of the documents that could not be copied byte for byte, the `_id`s named in the warning. */
+const INEXACT_SHOWN = 5;
 
 /** The copy's header and ranges: those of a copy begun before, or of a new one (saved). */
 async function begin(target: CopyTarget, options: CopyOptions): Promise<{ header: CopyHeader; done: RangeProgress[]; resumed: boolean }> {
@@ -124,6 +128,9 @@ export async function copyCollection(target: CopyTarget, options: CopyOptions): 
   let copied = progress.reduce((n, r) => n + r.copied, 0);
   let bytes = progress.reduce((n, r) => n + r.bytes, 0);
   let kept = 0;
+  /** Documents copied as decoded, which the driver cannot write back byte for byte; the first few `_id`s. */
+  let inexact = 0;
+  const inexactIds: unknown[] = [];
   let copiedHere = 0;
   let bytesHere = 0;
   const started = Date.now();
@@ -144,6 +151,8 @@ export async function copyCollection(target: CopyTarget, options: CopyOptions): 
         bytes += batch.bytes;
         bytesHere += batch.bytes;
         kept += outcome.kept;
+        inexact += batch.inexact.length;
+        inexactIds.push(...batch.inexact.slice(0, INEXACT_SHOWN - inexactIds.length));
         options.onProgress?.(snapshot());
         await window.watch(snapshot());
       }
@@ -168,7 +177,13 @@ export async function copyCollection(target: CopyTarget, options: CopyOptions): 
   }
   await removeCopy(destination.client, key);
   if (kept > 0) options.logger.warn({ kept, dst: key.dst }, 'documents the destination held were kept');
-  return { ...snapshot(), at, kept, resumed };
+  if (inexact > 0) {
+    const ids = inexactIds.map((id) => BSON.EJSON.stringify(id)).join(', ');
+    options.onWarning?.(
+      `${inexact} documents of ${key.src} hold a value the driver writes back as another type (an \`undefined\`, written as null); copied so, first _ids: ${ids} (mmm verify lists them all)`,
+    );
+  }
+  return { ...snapshot(), at, kept, inexact, resumed };
 }
 
 interface PlannedRange extends RangeProgress {

@@ -7,7 +7,8 @@
 // A snapshot read holds on to history the server keeps for minSnapshotHistoryWindowInSeconds
 // (300 s by default): a copy that runs longer fails with SnapshotTooOld (./copy.ts says so).
 
-import { BSON, type Document, type FindCursor, type MongoClient, type Timestamp } from 'mongodb';
+import { BSON, type FindCursor, type MongoClient, type Timestamp } from 'mongodb';
+import { mayReorderWhenDecoded, orderedDocument, type OrderedDocument } from '../bson/raw.ts';
 import { parseNamespace } from '../namespace.ts';
 
 /** As the tailer decodes: types as stored (an Int32 stays one), regular expressions as BSON has them. */
@@ -23,9 +24,16 @@ export interface ReadRange {
 }
 
 export interface ReadBatch {
-  documents: Document[];
+  /** Each as a value the driver writes back as the same BSON (a Map where an object would not be). */
+  documents: OrderedDocument[];
   /** Their size as BSON. */
   bytes: number;
+  /** `_id`s of documents no decoded value writes back exactly (an `undefined` value): copied as decoded. */
+  inexact: unknown[];
+}
+
+export function idOf(doc: OrderedDocument): unknown {
+  return doc instanceof Map ? doc.get('_id') : doc._id;
 }
 
 export interface SnapshotReaderOptions {
@@ -83,16 +91,24 @@ export async function* readRange(
       if (head === null) return;
       const raw = [head, ...cursor.readBufferedDocuments()];
       let bytes = 0;
-      let documents = raw.map((buf) => {
+      const inexact: unknown[] = [];
+      let documents = raw.map((buf): OrderedDocument => {
         bytes += buf.byteLength;
-        return BSON.deserialize(buf, DECODE);
+        // A JavaScript object puts whole-number field names first: such a document is checked,
+        // and kept in order as a Map where needed.
+        if (!mayReorderWhenDecoded(buf)) return BSON.deserialize(buf, DECODE);
+        const ordered = orderedDocument(buf);
+        if (ordered) return ordered;
+        const decoded = BSON.deserialize(buf, DECODE);
+        inexact.push(decoded._id);
+        return decoded;
       });
-      if (first && skipFirst !== undefined && documents.length > 0 && Buffer.from(idBytes(documents[0]!._id)).equals(skipFirst)) {
+      if (first && skipFirst !== undefined && documents.length > 0 && Buffer.from(idBytes(idOf(documents[0]!))).equals(skipFirst)) {
         bytes -= raw[0]!.byteLength;
         documents = documents.slice(1);
       }
       first = false;
-      if (documents.length > 0) yield { documents, bytes };
+      if (documents.length > 0) yield { documents, bytes, inexact };
     }
   } finally {
     await cursor.close().catch(() => undefined);

@@ -18,6 +18,8 @@ import { serverErrorCode } from '../apply/transient.ts';
 import { writeMarker } from '../apply/writer.ts';
 import { parseNamespace } from '../namespace.ts';
 import { makeTag, RUN_ID, TAG_FIELD } from '../replicate/tag.ts';
+import type { OrderedDocument } from '../bson/raw.ts';
+import { idOf } from './read.ts';
 import { rangeId, rangesCollection, type CopyKey, type CopyMode } from './state.ts';
 
 export interface CopyWriteOptions {
@@ -30,7 +32,7 @@ export interface CopyBatch {
   range: number;
   /** The copy's snapshot: the documents' `__mmm` names it. */
   at: Timestamp;
-  documents: Document[];
+  documents: OrderedDocument[];
   bytes: number;
 }
 
@@ -55,7 +57,10 @@ export async function finishRange(client: MongoClient, key: CopyKey, range: numb
 /** Writes `batch` on the destination in `mode`, with its range's progress, as one transaction. */
 export async function writeBatch(client: MongoClient, batch: CopyBatch, mode: CopyMode, lane: number, options: CopyWriteOptions): Promise<BatchOutcome> {
   const tag = makeTag(batch.key.source, batch.at);
-  for (const doc of batch.documents) doc[TAG_FIELD] = tag;
+  for (const doc of batch.documents) {
+    if (doc instanceof Map) doc.set(TAG_FIELD, tag);
+    else doc[TAG_FIELD] = tag;
+  }
   try {
     return await transaction(client, batch, mode, lane, options);
   } catch (err) {
@@ -81,13 +86,13 @@ async function transaction(client: MongoClient, batch: CopyBatch, mode: CopyMode
           await collection.deleteMany({ _id: { $in: held } } as Filter<Document>, { session, maxTimeMS });
         } else if (mode === 'keep' && held.length > 0) {
           const keep = new Set(held.map(idKey));
-          documents = documents.filter((doc) => !keep.has(idKey(doc._id)));
+          documents = documents.filter((doc) => !keep.has(idKey(idOf(doc))));
         }
         if (documents.length > 0) await insert(client, batch.key.dst, documents, session, maxTimeMS);
         await rangesCollection(client).updateOne(
           { _id: rangeId(batch.key, batch.range) },
           {
-            $set: { last: batch.documents[batch.documents.length - 1]!._id, done: false, updated: new Date() },
+            $set: { last: idOf(batch.documents[batch.documents.length - 1]!), done: false, updated: new Date() },
             $inc: { copied: batch.documents.length, bytes: batch.bytes },
           },
           { upsert: true, session, maxTimeMS },
@@ -108,7 +113,7 @@ async function transaction(client: MongoClient, batch: CopyBatch, mode: CopyMode
  * command answers a refused write with `writeErrors`, not an error: thrown here, as insertMany
  * would (the server has aborted the transaction).
  */
-async function insert(client: MongoClient, ns: string, documents: Document[], session: ClientSession, maxTimeMS: number): Promise<void> {
+async function insert(client: MongoClient, ns: string, documents: OrderedDocument[], session: ClientSession, maxTimeMS: number): Promise<void> {
   const { db, coll } = parseNamespace(ns);
   const reply = await client.db(db).command({ insert: coll, documents, ordered: true, maxTimeMS }, { session });
   const [first] = (reply.writeErrors as Document[] | undefined) ?? [];
@@ -116,9 +121,9 @@ async function insert(client: MongoClient, ns: string, documents: Document[], se
 }
 
 /** The `_id`s of `documents` that the destination holds. */
-async function heldIds(collection: Collection, documents: Document[], session: ClientSession, maxTimeMS: number): Promise<unknown[]> {
+async function heldIds(collection: Collection, documents: OrderedDocument[], session: ClientSession, maxTimeMS: number): Promise<unknown[]> {
   const found = await collection
-    .find({ _id: { $in: documents.map((d) => d._id) } }, { projection: { _id: 1 }, session, maxTimeMS, promoteValues: false, bsonRegExp: true })
+    .find({ _id: { $in: documents.map(idOf) } } as Filter<Document>, { projection: { _id: 1 }, session, maxTimeMS, promoteValues: false, bsonRegExp: true })
     .toArray();
   return found.map((d) => d._id);
 }
