@@ -39,14 +39,20 @@ before(async () => {
     await direct.close();
   }
   admin = new MongoClient(securedUri('root', ROOT_PASSWORD));
+  // The README's role for reading pre-images, which no built-in role below root grants.
+  await admin.db('admin').command({ createRole: 'mmmPreImages', privileges: [{ resource: { db: 'config', collection: 'system.preimages' }, actions: ['find'] }], roles: [] });
+  // What a source of links that replicate back needs for conflict detection.
+  const conflictRoles = [{ role: 'dbAdmin', db: 'test' }, { role: 'mmmPreImages', db: 'admin' }];
   const users: Array<[string, string, Array<{ role: string; db: string }>]> = [
-    // The README's minimum roles for a server that is a source and a destination of test.*.
-    ['minimal', 'minimal-pw', [{ role: 'readWrite', db: 'local' }, { role: 'readWrite', db: 'mmm' }, { role: 'readWrite', db: 'test' }]],
+    // The README's minimum roles for a server that is a source and a destination of test.*, both ways.
+    ['minimal', 'minimal-pw', [{ role: 'readWrite', db: 'local' }, { role: 'readWrite', db: 'mmm' }, { role: 'readWrite', db: 'test' }, ...conflictRoles]],
+    // Without the roles conflict detection needs: enough for `run --conflicts off`.
+    ['unchecked', 'unchecked-pw', [{ role: 'readWrite', db: 'local' }, { role: 'readWrite', db: 'mmm' }, { role: 'readWrite', db: 'test' }]],
     // `read` on local: enough to read the oplog, not to keep links and checkpoints.
-    ['reader', 'reader-pw', [{ role: 'read', db: 'local' }, { role: 'readWrite', db: 'mmm' }, { role: 'readWrite', db: 'test' }]],
+    ['reader', 'reader-pw', [{ role: 'read', db: 'local' }, { role: 'readWrite', db: 'mmm' }, { role: 'readWrite', db: 'test' }, ...conflictRoles]],
     // readWriteAnyDatabase does not cover local; and no role on mmm.
     ['anydb', 'anydb-pw', [{ role: 'readWriteAnyDatabase', db: 'admin' }]],
-    ['from env', ENV_PASSWORD, [{ role: 'readWrite', db: 'local' }, { role: 'readWrite', db: 'mmm' }, { role: 'readWrite', db: 'test' }]],
+    ['from env', ENV_PASSWORD, [{ role: 'readWrite', db: 'local' }, { role: 'readWrite', db: 'mmm' }, { role: 'readWrite', db: 'test' }, ...conflictRoles]],
   ];
   for (const [user, pwd, roles] of users) await admin.db('admin').command({ createUser: user, pwd, roles });
 });
@@ -210,13 +216,33 @@ describe('privileges, on a replica set with --auth', { concurrency: false }, () 
     });
   });
 
+  test('without dbAdmin and the pre-images role: check names both, and run replicates with --conflicts off', async () => {
+    const config = securedTopology('unchecked', 'unchecked', 'unchecked-pw');
+    await linkBothWays({ a: admin, b: two.clients[1]! });
+    const missing =
+      'user unchecked@admin lacks collMod on test.foo (grant dbAdmin on test); find on config.system.preimages (grant a role with that privilege: README, "Privileges")';
+    const { code, findings } = await check(config);
+    assert.equal(code, 1);
+    assert.deepEqual(findings.filter((f) => f.level === 'failure'), [{ level: 'failure', server: 'server_a', check: 'privileges', message: missing }]);
+    assert.deepEqual(await runCli(['-c', config, 'run']), { code: 1, stdout: '', stderr: `mmm: server_a: ${missing}\n` });
+    const run = new RunProcess(config, ['--conflicts', 'off']);
+    try {
+      await run.waitForLog('link started', 2);
+    } finally {
+      assert.equal(await run.stop('SIGINT'), 0, run.stderr);
+    }
+  });
+
   test('readWriteAnyDatabase does not cover local: what is missing, and dump-config says it in one line', async () => {
     const config = securedTopology('anydb', 'anydb', 'anydb-pw');
     const { code, findings } = await check(config);
     assert.equal(code, 1);
     assert.deepEqual(
       findings.filter((f) => f.level === 'failure').map((f) => f.message),
-      ['user anydb@admin lacks find on local.oplog.rs; find, insert, update, remove on local.mmm (grant readWrite on local)'],
+      [
+        'user anydb@admin lacks find on local.oplog.rs; find, insert, update, remove on local.mmm (grant readWrite on local); ' +
+          'collMod on test.foo (grant dbAdmin on test); find on config.system.preimages (grant a role with that privilege: README, "Privileges")',
+      ],
     );
     const dump = await runCli(['-c', config, 'dump-config']);
     assert.equal(dump.code, 1);

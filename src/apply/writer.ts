@@ -22,7 +22,9 @@ import type { AnyBulkWriteOperation, ClientSession, Document, Filter, MongoClien
 import { MongoBulkWriteError, MongoInvalidArgumentError, MongoServerError } from 'mongodb';
 import type { Logger } from '../log.ts';
 import type { Change } from '../oplog/entry.ts';
-import { MARKER_COLLECTION, MMM_DATABASE, RUN_ID, type MarkerId } from '../replicate/tag.ts';
+import type { ConflictCheck, ConflictResolver, Resolution } from '../conflict/resolve.ts';
+import { conflictsCollection } from '../conflict/record.ts';
+import { MARKER_COLLECTION, markerDeletes, MMM_DATABASE, RUN_ID, type MarkerId } from '../replicate/tag.ts';
 import type { RefusedWrites } from './refused.ts';
 import { isTransient, serverErrorCode } from './transient.ts';
 import { rebuildDocument, translateUpdate, type UpdateSpec } from './update.ts';
@@ -37,6 +39,8 @@ interface WriteBase {
   tag: string;
   /** The source operation it replays (for the record of a refused write). */
   change: Change;
+  /** Checked for a conflict with the destination's version before it is applied (../conflict/resolve.ts). */
+  check?: ConflictCheck;
 }
 
 /** One write for the destination, as planned from an oplog operation. */
@@ -73,10 +77,12 @@ export interface ApplyStats {
   missed: number;
   /** Writes the destination refused (each kept in `mmm.refused`). */
   failed: number;
+  /** Versions of the destination's that a concurrent write won over (each kept in `mmm.conflicts`). */
+  conflicts: number;
 }
 
 export function emptyStats(): ApplyStats {
-  return { inserted: 0, updated: 0, deleted: 0, missed: 0, failed: 0 };
+  return { inserted: 0, updated: 0, deleted: 0, missed: 0, failed: 0, conflicts: 0 };
 }
 
 export function addStats(a: ApplyStats, b: ApplyStats): ApplyStats {
@@ -86,6 +92,7 @@ export function addStats(a: ApplyStats, b: ApplyStats): ApplyStats {
     deleted: a.deleted + b.deleted,
     missed: a.missed + b.missed,
     failed: a.failed + b.failed,
+    conflicts: a.conflicts + b.conflicts,
   };
 }
 
@@ -103,6 +110,8 @@ export interface ApplyOptions {
   onRefused: RefusedPolicy;
   /** The longest a write command or a commit may run on the server. */
   maxTimeMS: number;
+  /** Decides the checked writes (those with `check`) in each transaction; without it they go in as they are. */
+  resolver?: ConflictResolver;
 }
 
 export const APPLY_DEFAULTS = {
@@ -258,7 +267,11 @@ async function oneTransaction(
     // (TransientTransactionError, such as a write conflict): count the last attempt only.
     await session.withTransaction(
       async () => {
-        stats = await statements(client, session, writes, options, lane, oneByOne, upsertInserts);
+        const resolution = options.resolver && writes.some((w) => w.check) ? await options.resolver.resolve(client, session, writes, options.maxTimeMS) : undefined;
+        stats = await statements(client, session, resolution?.writes ?? writes, options, lane, oneByOne, upsertInserts).catch((err: unknown) => {
+          throw resolution ? namedAmong(err, resolution) : err;
+        });
+        if (resolution) await keepConflicts(client, session, resolution, stats, options);
       },
       { writeConcern: options.writeConcern, maxCommitTimeMS: options.maxTimeMS },
     );
@@ -266,6 +279,23 @@ async function oneTransaction(
     return stats;
   } finally {
     await session.endSession();
+  }
+}
+
+/** A refusal of a resolved write, named by its index among the writes given. */
+function namedAmong(err: unknown, resolution: Resolution): unknown {
+  if (!(err instanceof WriteRefusal) || err.index < 0) return err;
+  return new WriteRefusal(resolution.from[err.index]!, err.cause);
+}
+
+/** The conflicts the resolver found, kept with the writes that won them. */
+async function keepConflicts(client: MongoClient, session: ClientSession, resolution: Resolution, stats: ApplyStats, options: ApplyOptions): Promise<void> {
+  if (resolution.unchecked > 0) options.logger.debug({ writes: resolution.unchecked }, 'writes applied without a conflict check: their source kept no pre-image');
+  if (resolution.records.length === 0) return;
+  await conflictsCollection(client).insertMany(resolution.records, { session, maxTimeMS: options.maxTimeMS });
+  stats.conflicts += resolution.records.length;
+  for (const r of resolution.records) {
+    options.logger.warn({ ns: r.ns, _id: r.id, lost: r.lost.origin, won: r.won.origin }, 'conflict: a concurrent write won over this destination\'s version, which is kept in mmm.conflicts');
   }
 }
 
@@ -287,7 +317,7 @@ async function statements(
     const first = writes[start]!;
     if (first.origin !== origin) {
       origin = first.origin;
-      await writeMarker(client, session, { origin, source: options.sourceId, lane, run: RUN_ID }, maxTimeMS);
+      await writeMarker(client, session, { origin, source: options.sourceId, lane, run: RUN_ID }, maxTimeMS, deletesOfRun(writes, start));
     }
     let end = start + 1;
     if (!oneByOne && !isRebuild(first)) {
@@ -311,10 +341,25 @@ async function statements(
  * `_id.origin` (../replicate/tag.ts). Anything that writes for mmm (a loop, a copy, a repair)
  * starts its transaction with it.
  */
-export async function writeMarker(client: MongoClient, session: ClientSession, _id: MarkerId, maxTimeMS: number): Promise<void> {
-  const markers = client.db(MMM_DATABASE).collection<{ _id: MarkerId; n: number }>(MARKER_COLLECTION);
-  await markers.updateOne({ _id }, { $inc: { n: 1 } }, { upsert: true, session, maxTimeMS });
+export async function writeMarker(client: MongoClient, session: ClientSession, _id: MarkerId, maxTimeMS: number, deletes?: string): Promise<void> {
+  const markers = client.db(MMM_DATABASE).collection<{ _id: MarkerId; n: number; d?: string }>(MARKER_COLLECTION);
+  const update = deletes === undefined ? { $inc: { n: 1 } } : { $inc: { n: 1 }, $set: { d: deletes } };
+  await markers.updateOne({ _id }, update, { upsert: true, session, maxTimeMS });
 }
+
+/** The tags of the deletes in the run of one origin that starts at `start`, for its marker (../replicate/tag.ts). */
+function deletesOfRun(writes: readonly DestinationWrite[], start: number): string | undefined {
+  const origin = writes[start]!.origin;
+  const deletes: Array<[unknown, string]> = [];
+  for (let k = start; k < writes.length && writes[k]!.origin === origin; k++) {
+    const w = writes[k]!;
+    if (w.kind === 'delete') deletes.push([w.id, w.tag]);
+  }
+  return deletes.length === 0 ? undefined : markerDeletes(++markerLists, deletes);
+}
+
+/** Makes each marker's list differ from the one before, so that the oplog always logs it. */
+let markerLists = 0;
 
 function sameStatement(a: DestinationWrite, b: DestinationWrite): boolean {
   return b.ns === a.ns && b.origin === a.origin && !isRebuild(b);

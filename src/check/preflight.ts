@@ -8,6 +8,7 @@
 import type { MongoClient, Timestamp, W } from 'mongodb';
 import { metadataStoreOptions, ReplicationConfigStore, CONFIG_STORE_DEFAULTS, type SourceConfig } from '../config/store.ts';
 import type { ServerSpec, Topology } from '../topology.ts';
+import { hasWayBack, type LinkEdge } from '../conflict/scope.ts';
 import { describeMissing, describeUnauthorized, grantedPrivileges, missingPrivileges, requiredPrivileges } from './privileges.ts';
 import { hoursText, measureOplog, type OplogHeadroom } from './oplog-headroom.ts';
 import { describeWriteConcern, probeWriteConcern } from './write-concern.ts';
@@ -35,6 +36,8 @@ export interface PreflightOptions {
   runOnly?: boolean;
   /** Only this destination (by name) and its sources, as `run -s` replicates. */
   only?: string;
+  /** Conflicts are resolved (`run --conflicts` is not off): sources of links with a way back need their pre-images. */
+  resolveConflicts?: boolean;
   now?: () => number;
 }
 
@@ -154,6 +157,7 @@ export async function preflight(options: PreflightOptions): Promise<Finding[]> {
       // `run -s X` writes no metadata on X's sources; every other command may on any server.
       ...(isDestination || !options.runOnly ? { metadataDb: server.metadataDb ?? CONFIG_STORE_DEFAULTS.database } : {}),
       destinationNamespaces: links.map((l) => l.dst),
+      preImageNamespaces: options.resolveConflicts === false ? [] : preImageNamespaces(server),
     });
     const grants = await grantedPrivileges(client);
     const missing = missingPrivileges(grants, required);
@@ -169,6 +173,21 @@ export async function preflight(options: PreflightOptions): Promise<Finding[]> {
       const level = verdict.kind === 'ok' ? 'ok' : verdict.kind === 'impossible' ? 'failure' : 'warning';
       if (!(options.runOnly && level === 'ok')) add(level, server.name, 'write-concern', describeWriteConcern(options.writeConcern, verdict));
     }
+  }
+
+  /**
+   * What `server` is the source of for links that resolve conflicts (those run here), from the
+   * links of every server reached (../conflict/scope.ts: an unreached one may give a way back).
+   */
+  function preImageNamespaces(server: ServerSpec): string[] {
+    const edges: LinkEdge[] = [];
+    for (const [id, f] of facts) {
+      for (const config of f.sources ?? []) for (const l of config.links) edges.push({ source: config.sourceId, destination: id, src: l.src, dst: l.dst });
+    }
+    const complete = topology.servers.every((s) => facts.get(s.id)?.sources !== undefined);
+    const wayBack = hasWayBack(edges, complete);
+    const run = edges.filter((e) => e.source === server.id && destinations.some((d) => d.id === e.destination));
+    return run.filter(wayBack).map((e) => e.src);
   }
 
   async function checkOplogs(involved: readonly ServerSpec[]): Promise<void> {

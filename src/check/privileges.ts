@@ -5,6 +5,9 @@
 //                     find, insert, update, remove on <metadata>.mmm   readWrite on the metadata database
 //   a destination     the same on mmm.writes and mmm.refused          readWrite on mmm (loop breaking, refused writes)
 //                     the same on every collection its links write     readWrite on those databases
+//   a source whose     collMod on each collection such a link reads     dbAdmin on its database
+//   destination        find on config.system.preimages                  a role of its own (README)
+//   replicates back    (conflict detection: ../conflict/preimages.ts)
 //
 // With the default metadata database, `local`, the first two make `readWrite` on `local`.
 // The user's privileges come from `connectionStatus` (which any user may run) and are matched as
@@ -12,6 +15,7 @@
 // a grant on every database (readWriteAnyDatabase) covers neither `local` nor `config`.
 
 import type { MongoClient } from 'mongodb';
+import { CONFLICTS_COLLECTION } from '../conflict/record.ts';
 import { MARKER_COLLECTION, MMM_DATABASE, REFUSED_COLLECTION } from '../replicate/tag.ts';
 
 /** The actions mmm needs on one namespace, and why. */
@@ -21,7 +25,7 @@ export interface Requirement {
   actions: readonly Action[];
 }
 
-export type Action = 'find' | 'insert' | 'update' | 'remove';
+export type Action = 'find' | 'insert' | 'update' | 'remove' | 'collMod';
 
 /** A resource and its actions, as connectionStatus lists them. */
 export interface GrantedPrivilege {
@@ -35,7 +39,9 @@ export type Grants = { kind: 'unrestricted' } | { kind: 'privileges'; user: stri
 /** The oplog, where mmm reads a source's changes and status reads each window. */
 const OPLOG = { db: 'local', collection: 'oplog.rs' };
 /** The database where a destination records mmm's own writes (loop breaking) and refused ones. */
-const OWN_COLLECTIONS = [MARKER_COLLECTION, REFUSED_COLLECTION];
+const OWN_COLLECTIONS = [MARKER_COLLECTION, REFUSED_COLLECTION, CONFLICTS_COLLECTION];
+/** Where a source keeps the pre-images that conflict detection reads. */
+const PRE_IMAGES = { db: 'config', collection: 'system.preimages' };
 const READ_WRITE: readonly Action[] = ['find', 'insert', 'update', 'remove'];
 /** Unauthorized: the server's code for a command the user may not run. */
 export const UNAUTHORIZED = 13;
@@ -45,6 +51,8 @@ export interface ServerNeeds {
   metadataDb?: string;
   /** Namespaces (`db.coll`) its links write, as a destination. */
   destinationNamespaces: readonly string[];
+  /** Namespaces it is the source of for links whose destination replicates back: their pre-images are kept and read. */
+  preImageNamespaces?: readonly string[];
 }
 
 export function requiredPrivileges(needs: ServerNeeds): Requirement[] {
@@ -56,6 +64,14 @@ export function requiredPrivileges(needs: ServerNeeds): Requirement[] {
       const dot = ns.indexOf('.');
       required.push({ db: ns.slice(0, dot), collection: ns.slice(dot + 1), actions: READ_WRITE });
     }
+  }
+  const preImages = new Set(needs.preImageNamespaces ?? []);
+  if (preImages.size > 0) {
+    for (const ns of preImages) {
+      const dot = ns.indexOf('.');
+      required.push({ db: ns.slice(0, dot), collection: ns.slice(dot + 1), actions: ['collMod'] });
+    }
+    required.push({ ...PRE_IMAGES, actions: ['find'] });
   }
   return required;
 }
@@ -112,8 +128,18 @@ function grantsAction(privilege: GrantedPrivilege, db: string, collection: strin
  */
 export function describeMissing(missing: readonly Requirement[]): string {
   const byDb = new Map<string, Requirement[]>();
-  for (const need of missing) byDb.set(need.db, [...(byDb.get(need.db) ?? []), need]);
   const parts: string[] = [];
+  // Those of conflict detection come last, each with its own grant.
+  const detection: string[] = [];
+  for (const need of missing) {
+    if (need.db === PRE_IMAGES.db && need.collection === PRE_IMAGES.collection) {
+      detection.push(`find on ${PRE_IMAGES.db}.${PRE_IMAGES.collection} (grant a role with that privilege: README, "Privileges")`);
+    } else if (need.actions.includes('collMod')) {
+      detection.push(`collMod on ${need.db}.${need.collection} (grant dbAdmin on ${need.db})`);
+    } else {
+      byDb.set(need.db, [...(byDb.get(need.db) ?? []), need]);
+    }
+  }
   for (const [db, needs] of byDb) {
     const byActions = new Map<string, string[]>();
     for (const need of needs) {
@@ -124,7 +150,7 @@ export function describeMissing(missing: readonly Requirement[]): string {
     const role = needs.every((n) => n.actions.every((a) => a === 'find')) ? 'read' : 'readWrite';
     parts.push(`${what} (grant ${role} on ${db})`);
   }
-  return parts.join('; ');
+  return [...parts, ...detection].join('; ');
 }
 
 /** Command names as the server's Unauthorized message shows them, and the action each needs. */
@@ -138,6 +164,7 @@ const COMMAND_ACTIONS: Record<string, Action> = {
   update: 'update',
   findAndModify: 'update',
   delete: 'remove',
+  collMod: 'collMod',
 };
 
 /**
@@ -157,6 +184,7 @@ export function describeUnauthorized(err: unknown): string | undefined {
   const collection = named ?? /\bcollection: "([^"]*)"/.exec(text)?.[1];
   const target = collection ? `${db}.${collection}` : db;
   const action = COMMAND_ACTIONS[command!];
-  const role = action === undefined ? 'a role' : action === 'find' ? `read (or readWrite) on ${db}` : `readWrite on ${db}`;
+  const role =
+    action === undefined ? 'a role' : action === 'collMod' ? `dbAdmin on ${db}` : action === 'find' ? `read (or readWrite) on ${db}` : `readWrite on ${db}`;
   return `not authorized to run ${command} on ${target}: the user needs ${role} (see \`mmm check\`)`;
 }

@@ -52,7 +52,7 @@ export function formatFindings(findings: readonly Finding[]): string {
  * destination acknowledges `writeConcern`. Warnings are logged; the first thing that would make
  * it fail is thrown as one PreflightError line.
  */
-export async function checkBeforeRun(context: CliContext, only: string | undefined, writeConcern: W): Promise<void> {
+export async function checkBeforeRun(context: CliContext, only: string | undefined, writeConcern: W, resolveConflicts = true): Promise<void> {
   const [{ preflight, firstFailure }, { PreflightError }] = await Promise.all([import('../check/preflight.ts'), import('../errors.ts')]);
   const findings = await preflight({
     topology: context.topology(),
@@ -60,6 +60,7 @@ export async function checkBeforeRun(context: CliContext, only: string | undefin
     writeConcern,
     writeConcernTimeoutMS: Math.min(WRITE_CONCERN_WAIT_MS, context.options.connectTimeout * 1000),
     runOnly: true,
+    resolveConflicts,
     ...(only === undefined ? {} : { only }),
   });
   for (const f of findings) if (f.level === 'warning') context.logger().warn({ server: f.server, check: f.check }, f.message);

@@ -12,6 +12,7 @@ import { UsageError } from '../errors.ts';
 import { checkBeforeRun } from './check.ts';
 import type { CliContext } from './context.ts';
 import { onlyServer, parseWriteConcern } from './options.ts';
+import type { ConflictPolicy } from '../conflict/version.ts';
 
 interface RunOptions {
   slave?: string;
@@ -22,6 +23,7 @@ interface RunOptions {
   statusInterval: number;
   summaryInterval: number;
   onRefused: RefusedPolicy;
+  conflicts: string;
 }
 
 export function registerRun(program: Command, context: CliContext): void {
@@ -31,6 +33,7 @@ export function registerRun(program: Command, context: CliContext): void {
     .option('-s, --slave <name>', 'only replicate into this server (the original\'s name for --only)')
     .option('--only <name>', 'only replicate into this server')
     .option('--on-refused <policy>', 'a write a destination refuses for good is kept in its mmm.refused; then keep (go on) or stop (the link stops)', parseRefusedPolicy, APPLY_DEFAULTS.onRefused)
+    .option('--conflicts <policy>', 'two masters writing one document at once: lww (the later write wins), prefer:SERVER (that server\'s write wins), or off (not checked)', 'lww')
     .option('--write-concern <w>', "write concern of every write on a destination: 'majority' or a number of members", parseWriteConcern, 'majority')
     .option('--metrics-port <port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (0: any free port, logged)', parsePort)
     .option('--metrics-host <host>', 'the address to serve metrics on', METRICS_SERVER_DEFAULTS.host)
@@ -41,7 +44,8 @@ export function registerRun(program: Command, context: CliContext): void {
       const only = onlyServer(options, (message) => new UsageError(message));
       if (only !== undefined) context.server(only, options.only === undefined ? '--slave' : '--only');
       // What would make the run fail is found now, in one line, not at the first write.
-      await checkBeforeRun(context, only, options.writeConcern);
+      const conflicts = conflictPolicy(options.conflicts, context);
+      await checkBeforeRun(context, only, options.writeConcern, conflicts.kind !== 'off');
       const controller = new AbortController();
       const onSignal = () => {
         if (controller.signal.aborted) process.exit(130);
@@ -65,7 +69,7 @@ export function registerRun(program: Command, context: CliContext): void {
             topology,
             logger: context.logger(),
             connect: context.connect,
-            settings: { writeConcern: { w: options.writeConcern }, onRefused: options.onRefused },
+            settings: { writeConcern: { w: options.writeConcern }, onRefused: options.onRefused, conflicts },
             observe: watchLoops({
               logger: context.logger(),
               statusIntervalMs: options.statusInterval * 1000,
@@ -111,4 +115,11 @@ function parseInterval(value: string): number {
   const seconds = Number(value);
   if (seconds >= 0 && Number.isFinite(seconds)) return seconds;
   throw new InvalidArgumentError('expected a number of seconds.');
+}
+
+/** `--conflicts`: lww, off, or prefer: and a server the topology names. */
+function conflictPolicy(value: string, context: CliContext): ConflictPolicy {
+  if (value === 'lww' || value === 'off') return { kind: value };
+  if (value.startsWith('prefer:')) return { kind: 'prefer', server: context.server(value.slice('prefer:'.length), '--conflicts prefer:').id };
+  throw new UsageError(`--conflicts: expected lww, prefer:SERVER or off, not '${value}'`);
 }

@@ -18,7 +18,7 @@
 
 import type { Document, Timestamp } from 'mongodb';
 import { UnsupportedOplogEntryError } from '../errors.ts';
-import { MARKER_NAMESPACE, markerOrigin } from '../replicate/tag.ts';
+import { deleteKey, loggedMarkerDeletes, MARKER_NAMESPACE, markerOrigin } from '../replicate/tag.ts';
 import type { Change, CrudOp, OplogEntry } from './entry.ts';
 
 /** A command entry the decoder did not replicate, for the caller to report. */
@@ -37,7 +37,7 @@ export interface DecodedBatch {
 }
 
 interface OpenTransaction {
-  ops: CrudOp[];
+  ops: UnrolledOp[];
   /** The position just before the transaction's first entry: where a restart must resume. */
   resumeBefore: Timestamp;
 }
@@ -88,7 +88,7 @@ export class OplogDecoder {
       case 'i':
       case 'u':
       case 'd':
-        out.changes.push(change(entry as CrudOp, entry, 0));
+        out.changes.push(withPreImage(change(entry as CrudOp, entry, 0), entry.ui, entry.ts, 0));
         return;
       case 'c':
         if (Array.isArray(entry.o.applyOps)) this.decodeApplyOps(entry, out);
@@ -139,6 +139,12 @@ export class OplogDecoder {
   }
 }
 
+/** Where the source keeps the pre-image of an update or delete (if its collection keeps them). */
+function withPreImage(c: Change, ui: CrudOp['ui'], ts: OplogEntry['ts'], applyOpsIndex: number | undefined): Change {
+  if (c.op !== 'i' && ui !== undefined && applyOpsIndex !== undefined) c.preImage = { nsUUID: ui, ts, applyOpsIndex };
+  return c;
+}
+
 function change(op: CrudOp, entry: OplogEntry, seq: number, origin?: string): Change {
   const c: Change = { op: op.op, ns: op.ns, o: op.o, ts: entry.ts, seq };
   if (op.o2) c.o2 = op.o2;
@@ -151,14 +157,30 @@ function change(op: CrudOp, entry: OplogEntry, seq: number, origin?: string): Ch
  * The changes of one `applyOps` (a whole transaction), each attributed to the origin of the
  * marker before it, if any; the markers are left out. `seq` numbers the operations in order.
  */
-function attributed(ops: readonly CrudOp[], entry: OplogEntry): Change[] {
+function attributed(ops: readonly UnrolledOp[], entry: OplogEntry): Change[] {
   const changes: Change[] = [];
   let origin: string | undefined;
+  let deletes: Map<string, string> | undefined;
   ops.forEach((op, seq) => {
-    if (op.ns === MARKER_NAMESPACE) origin = markerOrigin(op) ?? origin;
-    else changes.push(change(op, entry, seq, origin));
+    if (op.ns === MARKER_NAMESPACE) {
+      origin = markerOrigin(op) ?? origin;
+      deletes = loggedMarkerDeletes(op);
+      return;
+    }
+    const c = withPreImage(change(op, entry, seq, origin), op.ui, op.entryTs, op.index);
+    if (op.op === 'd' && origin !== undefined) {
+      const tag = deletes?.get(deleteKey(op.o._id));
+      if (tag !== undefined) c.tag = tag;
+    }
+    changes.push(c);
   });
   return changes;
+}
+
+/** An operation of an `applyOps`, with its place: the entry holding it, and its index there (none when nested deeper). */
+interface UnrolledOp extends CrudOp {
+  entryTs: OplogEntry['ts'];
+  index?: number;
 }
 
 /**
@@ -166,13 +188,13 @@ function attributed(ops: readonly CrudOp[], entry: OplogEntry): Change[] {
  * `applyOps` inside it is unrolled in its place; other commands inside it (a collection created
  * within a transaction) are reported like any other command.
  */
-function unroll(applyOps: Document[], entry: OplogEntry, out: DecodedBatch): CrudOp[] {
-  const ops: CrudOp[] = [];
-  for (const raw of applyOps) {
+function unroll(applyOps: Document[], entry: OplogEntry, out: DecodedBatch, nested = false): UnrolledOp[] {
+  const ops: UnrolledOp[] = [];
+  for (const [index, raw] of applyOps.entries()) {
     if (raw.fromMigrate || raw.op === 'n') continue;
     if (raw.op === 'c') {
       const o = raw.o as Document;
-      if (Array.isArray(o.applyOps)) ops.push(...unroll(o.applyOps as Document[], entry, out));
+      if (Array.isArray(o.applyOps)) ops.push(...unroll(o.applyOps as Document[], entry, out, true));
       else out.commands.push(command(entry.ts, String(raw.ns), o));
       continue;
     }
@@ -181,8 +203,10 @@ function unroll(applyOps: Document[], entry: OplogEntry, out: DecodedBatch): Cru
         `applyOps at ${formatTs(entry.ts)} holds a '${String(raw.op)}' operation on ${String(raw.ns)}, which mmm cannot replicate`,
       );
     }
-    const op: CrudOp = { op: raw.op, ns: raw.ns as string, o: raw.o as Document };
+    const op: UnrolledOp = { op: raw.op, ns: raw.ns as string, o: raw.o as Document, entryTs: entry.ts };
     if (raw.o2) op.o2 = raw.o2 as Document;
+    if (raw.ui) op.ui = raw.ui as UnrolledOp['ui'];
+    if (!nested) op.index = index;
     ops.push(op);
   }
   return ops;

@@ -23,6 +23,8 @@ export interface OplogEntry {
   lsid?: { id: Binary };
   txnNumber?: Long;
   prevOpTime?: { ts: Timestamp };
+  /** The collection's UUID, on CRUD entries. */
+  ui?: Binary;
 }
 
 /** One insert, update or delete, whether logged alone or inside an `applyOps`. */
@@ -32,6 +34,7 @@ export interface CrudOp {
   o: Document;
   o2?: Document;
   fromMigrate?: boolean;
+  ui?: Binary;
 }
 
 /**
@@ -45,6 +48,22 @@ export interface Change extends CrudOp {
   wall?: Date;
   /** The server a user first made this write on, when mmm made it (undefined: a user did). */
   origin?: string;
+  /** Where the source keeps the document as it was before this update or delete, if it keeps it. */
+  preImage?: PreImageKey;
+  /** A delete mmm made: the tag its marker lists for it (../replicate/tag.ts). */
+  tag?: string;
+}
+
+/**
+ * The `_id` of a pre-image in `config.system.preimages`, kept for updates and deletes of a
+ * collection with `changeStreamPreAndPostImages` (checked on 6.0): the collection's UUID, the
+ * oplog entry's `ts` (in a transaction of several entries, the entry holding the operation) and
+ * the operation's index in that entry's `applyOps` (0 for a plain entry).
+ */
+export interface PreImageKey {
+  nsUUID: Binary;
+  ts: Timestamp;
+  applyOpsIndex: number;
 }
 
 /** The `_id` of the document an operation touches (OPLOG.md: `o2._id` for updates, else `o._id`). */

@@ -14,7 +14,7 @@
 import type { Timestamp } from 'mongodb';
 import type { Link } from '../config/store.ts';
 import type { Change } from '../oplog/entry.ts';
-import { makeTag } from './tag.ts';
+import { carriedTag, makeTag } from './tag.ts';
 
 export type OpKind = 'i' | 'u' | 'd';
 
@@ -26,6 +26,8 @@ export interface RoutedChange {
   tag: string;
   /** The server the write first happened on. */
   origin: string;
+  /** Conflicts with the destination's own versions are resolved (../conflict/scope.ts). */
+  resolve: boolean;
 }
 
 export interface RouterOptions {
@@ -35,6 +37,8 @@ export interface RouterOptions {
   sourceId: string;
   /** Every link the destination has, by source server UUID (rule 3 looks at the others). */
   linksBySource: ReadonlyMap<string, readonly Link[]>;
+  /** Whether a link's writes are checked for conflicts (../conflict/scope.ts); none by default. */
+  resolves?: (link: Link) => boolean;
 }
 
 export class Router {
@@ -94,7 +98,7 @@ export class Router {
       const from = this.from.get(link);
       if (from !== undefined && !change.ts.greaterThan(from)) continue;
       if (origin !== sourceId && this.hasDirectLink(origin, link.dst, change.op)) continue;
-      routed.push({ change, ns: link.dst, tag: makeTag(origin, change.ts), origin });
+      routed.push({ change, ns: link.dst, tag: versionTag(change, origin, sourceId), origin, resolve: this.options.resolves?.(link) ?? false });
     }
     return routed;
   }
@@ -102,4 +106,16 @@ export class Router {
   private hasDirectLink(origin: string, dstNs: string, op: OpKind): boolean {
     return (this.options.linksBySource.get(origin) ?? []).some((l) => l.dst === dstNs && l.ops.includes(op));
   }
+}
+
+/**
+ * The tag of a write: its version (./tag.ts). A user's write on the source is versioned by its
+ * own entry; a relayed one keeps the origin's version, which the source's write carries.
+ */
+function versionTag(change: Change, origin: string, sourceId: string): string {
+  if (origin !== sourceId) {
+    const carried = change.tag ?? carriedTag(change);
+    if (carried !== undefined && carried.startsWith(`${origin}:`)) return carried;
+  }
+  return makeTag(origin, change.ts);
 }

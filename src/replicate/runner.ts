@@ -8,6 +8,7 @@ import { UsageError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { Topology, type ServerSpec } from '../topology.ts';
 import { DEFAULT_SETTINGS, type ReplicationSettings } from './settings.ts';
+import { hasWayBack, type LinkEdge } from '../conflict/scope.ts';
 import { sleep } from './sleep.ts';
 import { SourceLoop, type LoopObserver, type LoopOutcome } from './source-loop.ts';
 
@@ -154,9 +155,9 @@ class DestinationRun {
       ...(this.options.store ?? metadataStoreOptions(destination)),
       onMissing: warnOnce(logger, topology, destination, this.options.store?.database ?? destination.metadataDb),
     });
-    const { linksBySource, key } = await this.readLinks();
+    const { linksBySource, key, resolves } = await this.readLinks();
     this.primary = await this.currentPrimary();
-    await this.startLoops(linksBySource, key);
+    await this.startLoops(linksBySource, key, resolves);
   }
 
   /** Follows link changes until `signal` is aborted. */
@@ -167,7 +168,7 @@ class DestinationRun {
       await sleep(settings.linkPollMs, signal);
       if (signal.aborted) break;
       try {
-        const { linksBySource, key } = await this.readLinks();
+        const { linksBySource, key, resolves } = await this.readLinks();
         failing = false;
         if (key === this.links) continue;
         if (this.lostWithFailover(await this.currentPrimary())) continue;
@@ -175,7 +176,7 @@ class DestinationRun {
         this.restarting = true;
         try {
           await this.stop();
-          if (!signal.aborted) await this.startLoops(linksBySource, key);
+          if (!signal.aborted) await this.startLoops(linksBySource, key, resolves);
         } finally {
           this.restarting = false;
           this.options.onLoopEnded();
@@ -194,17 +195,49 @@ class DestinationRun {
     await Promise.all(this.loops.map((l) => l.done));
   }
 
-  private async readLinks(): Promise<{ linksBySource: Map<string, Link[]>; key: string }> {
+  private async readLinks(): Promise<{ linksBySource: Map<string, Link[]>; key: string; resolves: (sourceId: string, link: Link) => boolean }> {
     const linksBySource = new Map<string, Link[]>();
     for (const config of await this.store.sources()) {
       if (config.links.length > 0) linksBySource.set(config.sourceId, config.links);
     }
+    const { edges, complete } = await this.topologyLinks();
+    const wayBack = hasWayBack(edges, complete);
+    const { destination } = this.options;
+    const resolves = (sourceId: string, link: Link) => wayBack({ source: sourceId, destination: destination.id, src: link.src, dst: link.dst });
     // `created` tells a link made again (its `since` new) from the same link, whose `since` a
     // checkpoint of ours removed: that is no change. A copy that ends (`copying` goes) is one.
+    // So is a change elsewhere that gives one of ours a way back, or takes it away.
     const key = JSON.stringify(
-      [...linksBySource.entries()].map(([id, links]) => [id, links.map((l) => [l.src, l.dst, l.ops, l.created.getTime(), l.copying === true])]),
+      [...linksBySource.entries()].map(([id, links]) => [id, links.map((l) => [l.src, l.dst, l.ops, l.created.getTime(), l.copying === true, resolves(id, l)])]),
     );
-    return { linksBySource, key };
+    return { linksBySource, key, resolves };
+  }
+
+  /**
+   * Every link of the topology, read from each server (../conflict/scope.ts); `complete` is
+   * false when a server could not be read.
+   */
+  private async topologyLinks(): Promise<{ edges: LinkEdge[]; complete: boolean }> {
+    const { topology, destination } = this.options;
+    const edges: LinkEdge[] = [];
+    let complete = true;
+    await Promise.all(
+      topology.servers.map(async (server) => {
+        try {
+          const sources = async () => {
+            if (server.id === destination.id) return this.store.sources();
+            return new ReplicationConfigStore(await this.options.client(server), this.options.store ?? metadataStoreOptions(server)).sources();
+          };
+          // A server away is not waited for: its links count as unknown.
+          for (const config of await within(TOPOLOGY_READ_MS, sources())) {
+            for (const link of config.links) edges.push({ source: config.sourceId, destination: server.id, src: link.src, dst: link.dst });
+          }
+        } catch {
+          complete = false;
+        }
+      }),
+    );
+    return { edges, complete };
   }
 
   private async currentPrimary(): Promise<string | undefined> {
@@ -222,7 +255,7 @@ class DestinationRun {
     return (database === undefined || database === 'local') && primary !== this.primary;
   }
 
-  private async startLoops(linksBySource: Map<string, Link[]>, key: string): Promise<void> {
+  private async startLoops(linksBySource: Map<string, Link[]>, key: string, resolves: (sourceId: string, link: Link) => boolean): Promise<void> {
     const { destination, topology, logger, settings } = this.options;
     this.loops = [];
     for (const [sourceId, links] of linksBySource) {
@@ -243,6 +276,7 @@ class DestinationRun {
         linksBySource,
         settings,
         logger,
+        resolves: (link) => resolves(sourceId, link),
       });
       const controller = new AbortController();
       const running: RunningLoop = { source, controller, done: undefined as unknown as Promise<LoopReport> };
@@ -260,6 +294,15 @@ class DestinationRun {
     // Only once every loop started: a source that could not be reached is tried at the next poll.
     this.links = key;
   }
+}
+
+/** How long reading another server's links may take before they count as unknown. */
+const TOPOLOGY_READ_MS = 2000;
+
+function within<T>(ms: number, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)));
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** Lets one waiter sleep until something happens (or its signal is aborted). */

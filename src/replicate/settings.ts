@@ -2,6 +2,7 @@
 
 import type { WriteConcernSettings } from 'mongodb';
 import { APPLY_DEFAULTS, type RefusedPolicy } from '../apply/writer.ts';
+import type { ConflictPolicy } from '../conflict/version.ts';
 import type { TailOptions } from '../oplog/tailer.ts';
 
 export interface ReplicationSettings extends TailOptions {
@@ -33,6 +34,8 @@ export interface ReplicationSettings extends TailOptions {
   maxTimeMS: number;
   /** How often `run` reads each destination's links, to follow changes made while it runs. */
   linkPollMs: number;
+  /** Which of two concurrent versions of a document every server keeps (../conflict/version.ts); off: none is checked. */
+  conflicts: ConflictPolicy;
 }
 
 export const DEFAULT_SETTINGS: ReplicationSettings = {
@@ -58,4 +61,5 @@ export const DEFAULT_SETTINGS: ReplicationSettings = {
   applyPartitions: 4,
   ...APPLY_DEFAULTS,
   linkPollMs: 1000,
+  conflicts: { kind: 'lww' },
 };

@@ -24,7 +24,11 @@ import { OplogTailer } from '../oplog/tailer.ts';
 import type { ServerSpec } from '../topology.ts';
 import { linkWarnings, type LinkWarning } from './commands.ts';
 import { ReadAheadQueue } from './read-ahead.ts';
-import { Router } from './route.ts';
+import { Router, type RoutedChange } from './route.ts';
+import { keepPreImages, preImageId, readPreImages } from '../conflict/preimages.ts';
+import { prepareConflicts } from '../conflict/record.ts';
+import { ConflictResolver } from '../conflict/resolve.ts';
+import { parseTag } from '../conflict/version.ts';
 import { sleep } from './sleep.ts';
 import type { ReplicationSettings } from './settings.ts';
 
@@ -43,6 +47,8 @@ export interface SourceLoopOptions {
   settings: ReplicationSettings;
   logger: Logger;
   observer?: LoopObserver;
+  /** Whether a link's writes are checked for conflicts (../conflict/scope.ts); none by default. */
+  resolves?: (link: Link) => boolean;
 }
 
 export type LoopOutcome = { state: 'stopped' } | { state: 'failed'; error: Error };
@@ -103,13 +109,18 @@ export class SourceLoop {
   private readonly log: Logger;
   private readonly observer: LoopObserver;
   private readonly applyOptions: ApplyOptions;
+  /** The links whose writes are checked for conflicts. */
+  private readonly resolving: readonly Link[];
 
   constructor(private readonly options: SourceLoopOptions) {
     this.links = options.linksBySource.get(options.source.id) ?? [];
+    const resolves = options.settings.conflicts.kind === 'off' ? undefined : options.resolves;
+    this.resolving = this.links.filter((link) => !link.copying && resolves?.(link) === true);
     this.router = new Router({
       destinationId: options.destination.id,
       sourceId: options.source.id,
       linksBySource: options.linksBySource,
+      ...(resolves ? { resolves } : {}),
     });
     // Metadata in a replicated database puts mmm's own writes in the oplog (../oplog/skip-namespace.ts).
     const { metadataDb } = options.source;
@@ -128,6 +139,9 @@ export class SourceLoop {
       refused: new RefusedWrites(destinationClient, source.id, settings.writeConcern),
       onRefused: settings.onRefused,
       maxTimeMS: settings.maxTimeMS,
+      ...(this.resolving.length > 0
+        ? { resolver: new ConflictResolver({ destinationId: options.destination.id, sourceId: source.id, policy: settings.conflicts }) }
+        : {}),
     };
   }
 
@@ -192,8 +206,13 @@ export class SourceLoop {
    * newest entry, recorded at once.
    */
   private async startingPosition(): Promise<Timestamp> {
-    const { store, source, destinationClient } = this.options;
+    const { store, source, destinationClient, sourceClient } = this.options;
     await prepareDestination(destinationClient, source.id);
+    if (this.resolving.length > 0) {
+      // Checking a write needs its source's pre-image: kept from now on (./preimages.ts).
+      await keepPreImages(sourceClient, [...new Set(this.resolving.map((link) => link.src))]);
+      await prepareConflicts(destinationClient);
+    }
     const start = this.router.startAt(await store.checkpoint(source.id));
     if (start) return start;
     const newest = await this.tailer.newest();
@@ -305,9 +324,7 @@ export class SourceLoop {
         const decoded = decoder.decode(entries);
         if (scanned) decoder.passed(scanned);
         this.reportCommands(decoded);
-        const writes = decoded.changes
-          .flatMap((change) => this.router.route(change))
-          .map((routed) => planWrite(routed.change, routed.ns, routed.tag, routed.origin));
+        const writes = await this.plan(decoded.changes.flatMap((change) => this.router.route(change)));
         const lastWall = entries[entries.length - 1]!.wall;
         const batch: ReadBatch = { idle: false, weight: entries.length, bytes, writes, safe: decoder.safePosition, ...(lastWall ? { lastWall } : {}) };
         if (!(await queue.push(batch))) return;
@@ -316,6 +333,21 @@ export class SourceLoop {
     } catch (err) {
       queue.fail(err);
     }
+  }
+
+  /** The writes that replay `routed`; those of links that resolve conflicts carry their check, with the source's pre-images. */
+  private async plan(routed: readonly RoutedChange[]): Promise<DestinationWrite[]> {
+    const writes = routed.map((r) => planWrite(r.change, r.ns, r.tag, r.origin));
+    if (!routed.some((r) => r.resolve)) return writes;
+    const keys = routed.flatMap((r) => (r.resolve && r.change.preImage ? [r.change.preImage] : []));
+    const images = await readPreImages(this.options.sourceClient, keys);
+    routed.forEach((r, k) => {
+      if (!r.resolve) return;
+      const version = parseTag(r.tag)!;
+      const { change } = r;
+      writes[k]!.check = { version, base: change.op === 'i' ? null : change.preImage && images.get(preImageId(change.preImage)) };
+    });
+    return writes;
   }
 
   /** DDL and time-series writes are not replicated; say so when they touch a replicated namespace. */

@@ -21,12 +21,18 @@
 // starts (SourceLoop), so the collection stays a few documents per loop.
 //
 // `__mmm` is the original's bookkeeping field, kept on every document mmm writes:
-// `<origin server UUID>:<t>:<i>`, where `Timestamp(t, i)` is the source oplog entry applied.
-// It tells a reader of a document where its last replicated write came from; loop breaking
-// does not depend on it.
+// `<origin server UUID>:<t>:<i>`, where `Timestamp(t, i)` is the write's entry in its origin's
+// oplog: the document's version (../conflict/version.ts). A write relayed through another
+// server (a ring) keeps the origin's time, read from the `__mmm` the relaying server wrote.
+// Loop breaking does not depend on it; conflict resolution does.
+//
+// A delete leaves no document to carry a tag, so the marker before a run of writes that holds
+// deletes lists their tags (`d`, as a string so that the oplog logs it whole), for whoever reads
+// that transaction later: a server relaying the deletes, or one looking up a document's last
+// version (../conflict/last-write.ts).
 
 import os from 'node:os';
-import type { Document, Timestamp } from 'mongodb';
+import { BSON, type Document, type Timestamp } from 'mongodb';
 
 export const TAG_FIELD = '__mmm';
 
@@ -62,4 +68,38 @@ export const RUN_ID = `${process.pid}@${os.hostname()}/${Date.now().toString(36)
 export function markerOrigin(op: { op: string; o: Document; o2?: Document }): string | undefined {
   const id = (op.op === 'i' ? op.o._id : op.o2?._id) as Partial<MarkerId> | undefined;
   return typeof id?.origin === 'string' ? id.origin : undefined;
+}
+
+/**
+ * The tag a write logged on a server carries in the data it wrote: the document of an insert or
+ * a replacement, or the `__mmm` a diff set. Undefined for a delete, or a write that sets none.
+ */
+export function carriedTag(op: { op: string; o: Document }): string | undefined {
+  if (op.op === 'd') return undefined;
+  const o = op.o;
+  const value = Object.hasOwn(o, '_id') ? o[TAG_FIELD] : (o.diff?.u?.[TAG_FIELD] ?? o.diff?.i?.[TAG_FIELD]);
+  return typeof value === 'string' ? value : undefined;
+}
+
+/** Makes a marker's list of deletes from `[_id, tag]` pairs; `seq` makes each list differ from the last. */
+export function markerDeletes(seq: number, deletes: ReadonlyArray<readonly [unknown, string]>): string {
+  return JSON.stringify([seq, deletes.map(([id, tag]) => [deleteKey(id), tag])]);
+}
+
+/** The key a marker's list gives a deleted document's `_id` (its canonical Extended JSON). */
+export function deleteKey(id: unknown): string {
+  return BSON.EJSON.stringify({ _id: id }, { relaxed: false });
+}
+
+/** The tags of deletes a marker operation (as logged inside an `applyOps`) lists, by deleteKey. */
+export function loggedMarkerDeletes(op: { op: string; o: Document }): Map<string, string> | undefined {
+  const o = op.o;
+  const list: unknown = op.op === 'i' ? o.d : (o.diff?.u?.d ?? o.diff?.i?.d);
+  if (typeof list !== 'string') return undefined;
+  try {
+    const [, pairs] = JSON.parse(list) as [number, Array<[string, string]>];
+    return new Map(pairs);
+  } catch {
+    return undefined;
+  }
 }

@@ -1,0 +1,79 @@
+// The version of a destination's document: the write that made it as it is, found in the
+// destination's own oplog, newest first. Asked only when a write meets a document other than
+// the one its source changed (./resolve.ts), so the cost of the scan is paid on conflicts only.
+//
+// The last entry touching the document says who made it:
+//   - an operation after a marker (../replicate/tag.ts) is mmm's: its version is the tag it
+//     wrote (for a delete, the tag its marker lists);
+//   - any other is a user's on this server: its version is its own entry's time (for a
+//     transaction, the time of its last entry, which every reader of it is given).
+// A document whose last write the oplog no longer holds is older than anything that can meet
+// it: its version has no time (it loses to any write), and keeps the origin its tag names.
+
+import type { Collection, Document, MongoClient, Timestamp } from 'mongodb';
+import { EXACT_DECODE } from '../bson/raw.ts';
+import type { OplogEntry } from '../oplog/entry.ts';
+import { carriedTag, deleteKey, loggedMarkerDeletes, MARKER_NAMESPACE, markerOrigin } from '../replicate/tag.ts';
+import { parseTag, type Version } from './version.ts';
+
+/** `currentTag`: the `__mmm` of the document as the destination holds it, if any. */
+export async function lastVersion(client: MongoClient, serverId: string, ns: string, id: unknown, currentTag: unknown): Promise<Version> {
+  const oplog = client.db('local').collection<OplogEntry>('oplog.rs');
+  const touches = { ns, $or: [{ 'o._id': id }, { 'o2._id': id }] };
+  const entry = await oplog
+    .find({ $or: [touches, { 'o.applyOps': { $elemMatch: touches } }] } as Document, { ...EXACT_DECODE, sort: { $natural: -1 }, limit: 1 })
+    .next();
+  if (!entry) return { ...(parseTag(currentTag) ?? { origin: serverId }), ts: null };
+  if (!Array.isArray(entry.o.applyOps)) return { ts: entry.ts, origin: serverId };
+  const ops = await transactionOps(oplog, entry);
+  const writer = lastWriter(ops, ns, id);
+  if (writer.origin === undefined) return { ts: await commitTime(oplog, entry), origin: serverId };
+  const tag = writer.tag === undefined ? undefined : parseTag(writer.tag);
+  return tag?.origin === writer.origin ? tag : { ts: await commitTime(oplog, entry), origin: writer.origin };
+}
+
+type Oplog = Collection<OplogEntry>;
+
+/** The operations of the transaction `entry` belongs to, up to and including `entry`'s. */
+async function transactionOps(oplog: Oplog, entry: OplogEntry): Promise<Document[]> {
+  const chain: Document[][] = [entry.o.applyOps as Document[]];
+  let previous = entry.prevOpTime?.ts;
+  while (previous !== undefined && !previous.isZero()) {
+    const before = await oplog.findOne({ ts: previous }, EXACT_DECODE);
+    if (!before || !Array.isArray(before.o.applyOps)) break;
+    chain.unshift(before.o.applyOps as Document[]);
+    previous = before.prevOpTime?.ts;
+  }
+  return chain.flat();
+}
+
+/** The time readers are given for a transaction: that of its last entry (a partial one is followed on). */
+async function commitTime(oplog: Oplog, entry: OplogEntry): Promise<Timestamp> {
+  let last = entry;
+  while (last.o.partialTxn === true) {
+    const next = await oplog.findOne({ 'prevOpTime.ts': last.ts }, EXACT_DECODE);
+    if (!next) break;
+    last = next;
+  }
+  return last.ts;
+}
+
+/** Who made the last operation on the document among `ops`: mmm for an origin (with the tag it wrote), or a user. */
+function lastWriter(ops: readonly Document[], ns: string, id: unknown): { origin?: string; tag?: string } {
+  const key = deleteKey(id);
+  let origin: string | undefined;
+  let deletes: Map<string, string> | undefined;
+  let found: { origin?: string; tag?: string } = {};
+  for (const op of ops) {
+    const o = op.o as Document;
+    if (op.ns === MARKER_NAMESPACE) {
+      origin = markerOrigin(op as { op: string; o: Document }) ?? origin;
+      deletes = loggedMarkerDeletes(op as { op: string; o: Document });
+      continue;
+    }
+    if (op.ns !== ns || deleteKey(op.op === 'u' ? op.o2?._id : o._id) !== key) continue;
+    const tag = op.op === 'd' ? deletes?.get(key) : carriedTag(op as { op: string; o: Document });
+    found = origin === undefined ? {} : { origin, ...(tag === undefined ? {} : { tag }) };
+  }
+  return found;
+}

@@ -1,0 +1,193 @@
+// Conflicts: deciding, inside the transaction that applies a partition's writes, which of them
+// meet the document they were made on, and what to do with those that do not.
+//
+// Each write checked carries its version and its base: the source's document just before the
+// write (its pre-image, ./preimages.ts; none for an insert). The destination's document is read
+// in the transaction, so what is decided on is what the transaction overwrites: a user's write
+// that comes between is a write conflict, and the server runs the transaction again.
+//   - The document is the base (compared as BSON, `__mmm` aside): the write was made on what
+//     the destination holds, and replays exactly, as it would without any check.
+//   - It is not: the destination has a version the write's origin had not seen when it wrote
+//     (or the write is a replay the destination is already past). Its version is looked up
+//     (./last-write.ts) and the policy (./version.ts) decides. A winning write is applied whole,
+//     as the document its source holds after it (the base with the write applied, never the
+//     write on a document it was not made on, which would be a mix that no server holds); a
+//     losing one is not applied. The source, in turn, meets the winning version from the
+//     destination, and decides the same way: both end on the winner.
+//   - Where the version that loses is the destination's, the conflict is kept in its
+//     `mmm.conflicts`, in the same transaction (./record.ts). A version from the write's own
+//     origin (the destination already holds a later one, as when a restart replays) is no conflict.
+//
+// A write whose source did not keep its pre-image (made before `run` turned them on) is applied
+// unchecked, as before, and counted: conflict detection starts with the writes after.
+
+import { BSON, type ClientSession, type Document, type MongoClient } from 'mongodb';
+import type { DestinationWrite } from '../apply/writer.ts';
+import { translateUpdate, rebuildDocument } from '../apply/update.ts';
+import { decodeValue, equalWithout, EXACT_DECODE, keyElements } from '../bson/raw.ts';
+import { deleteKey, TAG_FIELD } from '../replicate/tag.ts';
+import { lastVersion } from './last-write.ts';
+import { conflictRecord, type ConflictRecord } from './record.ts';
+import { beats, sameVersion, type ConflictPolicy, type Version } from './version.ts';
+
+/** What a write is checked against, planned when it is read. */
+export interface ConflictCheck {
+  /** The write's version, as its tag names it. */
+  version: Version;
+  /** The source's document before the write, as BSON; null: there was none (an insert); undefined: the source kept none. */
+  base: Uint8Array | null | undefined;
+}
+
+export interface Resolution {
+  /** The writes to apply, in order. */
+  writes: DestinationWrite[];
+  /** For each of them, its index among the writes given. */
+  from: number[];
+  /** The conflicts to keep in `mmm.conflicts`. */
+  records: ConflictRecord[];
+  /** Writes applied unchecked because their source kept no pre-image. */
+  unchecked: number;
+}
+
+export interface ResolverOptions {
+  destinationId: string;
+  sourceId: string;
+  policy: ConflictPolicy;
+}
+
+/** The document's state as the walk through the writes knows it. */
+type State =
+  | { kind: 'read'; doc: Buffer | null; version?: Version }
+  /** Made by an applied write: the next write of the source's stream was made on it. */
+  | { kind: 'written'; version: Version }
+  /** Unknown: a write went in unchecked. */
+  | { kind: 'unknown' };
+
+export class ConflictResolver {
+  constructor(private readonly options: ResolverOptions) {}
+
+  async resolve(client: MongoClient, session: ClientSession, writes: readonly DestinationWrite[], maxTimeMS: number): Promise<Resolution> {
+    const states = await this.read(client, session, writes, maxTimeMS);
+    const out: Resolution = { writes: [], from: [], records: [], unchecked: 0 };
+    for (const [index, w] of writes.entries()) {
+      const keep = (write: DestinationWrite) => {
+        out.writes.push(write);
+        out.from.push(index);
+      };
+      const check = w.check;
+      if (check === undefined) {
+        keep(w);
+        continue;
+      }
+      const key = documentKey(w.ns, w.id);
+      const state = states.get(key) ?? { kind: 'unknown' };
+      if (check.base === undefined || state.kind === 'unknown') {
+        if (check.base === undefined) out.unchecked++;
+        states.set(key, { kind: 'unknown' });
+        keep(w);
+        continue;
+      }
+      if (state.kind === 'written' || matches(state.doc, check.base, w)) {
+        keep(w);
+        states.set(key, { kind: 'written', version: check.version });
+        continue;
+      }
+      const current = state.doc === null ? null : decodeWithoutTag(state.doc);
+      const theirs = state.version ?? (await lastVersion(client, this.options.destinationId, w.ns, w.id, tagOf(state.doc)));
+      if (sameVersion(theirs, check.version) || !beats(check.version, theirs, this.options.policy)) {
+        // Already applied (a replay), or the destination's version wins: the write is not applied.
+        states.set(key, { kind: 'read', doc: state.doc, version: theirs });
+        continue;
+      }
+      const winner = postImage(w, check);
+      keep(winner.write);
+      states.set(key, { kind: 'written', version: check.version });
+      // A document the destination never had (none in its oplog either) is no version lost.
+      const lostNothing = current === null && theirs.ts === null;
+      if (theirs.origin !== check.version.origin && !lostNothing) {
+        out.records.push(
+          conflictRecord({
+            ns: w.ns,
+            id: w.id,
+            sourceId: this.options.sourceId,
+            policy: this.options.policy,
+            lost: { version: theirs, doc: current },
+            won: { version: check.version, doc: winner.document },
+          }),
+        );
+      }
+    }
+    return out;
+  }
+
+  /** The destination's documents that the first checked write of each meets, read in the transaction. */
+  private async read(client: MongoClient, session: ClientSession, writes: readonly DestinationWrite[], maxTimeMS: number): Promise<Map<string, State>> {
+    const states = new Map<string, State>();
+    const wanted = new Map<string, unknown[]>();
+    for (const w of writes) {
+      if (w.check?.base === undefined) continue;
+      const key = documentKey(w.ns, w.id);
+      if (states.has(key)) continue;
+      states.set(key, { kind: 'read', doc: null });
+      let ids = wanted.get(w.ns);
+      if (!ids) wanted.set(w.ns, (ids = []));
+      ids.push(w.id);
+    }
+    for (const [ns, ids] of wanted) {
+      const dot = ns.indexOf('.');
+      const cursor = client
+        .db(ns.slice(0, dot))
+        .collection(ns.slice(dot + 1))
+        .find({ _id: { $in: ids } } as Document, { session, raw: true, maxTimeMS, batchSize: ids.length });
+      for await (const raw of cursor) {
+        const doc = raw as unknown as Buffer;
+        const id = keyElements(doc).id;
+        if (id) states.set(documentKey(ns, decodeValue(doc, id)), { kind: 'read', doc });
+      }
+    }
+    return states;
+  }
+}
+
+function documentKey(ns: string, id: unknown): string {
+  return `${ns}\u0000${deleteKey(id)}`;
+}
+
+/** Whether the write was made on the document the destination holds (`doc`, null: none). */
+function matches(doc: Buffer | null, base: Uint8Array | null, w: DestinationWrite): boolean {
+  // A delete of a document already gone ends where its source ends.
+  if (doc === null) return base === null || w.kind === 'delete';
+  if (base === null) return false;
+  return equalWithout(doc, keyElements(doc).tag, base, keyElements(base).tag);
+}
+
+function decodeWithoutTag(bytes: Uint8Array): Document {
+  const doc = BSON.deserialize(bytes, EXACT_DECODE);
+  delete doc[TAG_FIELD];
+  return doc;
+}
+
+function tagOf(bytes: Uint8Array | null): unknown {
+  const span = bytes && keyElements(bytes).tag;
+  return span ? decodeValue(bytes, span) : undefined;
+}
+
+/**
+ * A winning write as the document its source holds after it: the insert's or replacement's
+ * document, or the base with the diff applied; a delete stays a delete.
+ */
+function postImage(w: DestinationWrite, check: ConflictCheck): { write: DestinationWrite; document: Document | null } {
+  if (w.kind === 'delete') return { write: w, document: null };
+  const o = w.change.o;
+  let document: Document;
+  if (Object.hasOwn(o, '_id')) document = o;
+  else {
+    if (!check.base) throw new Error('an update without a base has no post-image');
+    document = rebuildDocument(BSON.deserialize(check.base, EXACT_DECODE), { diff: o.diff as Document }, w.tag);
+  }
+  const write: DestinationWrite = { ...w, kind: 'update', spec: translateUpdate(document, w.tag), upsert: true };
+  const shown = { ...document };
+  delete shown[TAG_FIELD];
+  return { write, document: shown };
+}
+
