@@ -3,9 +3,13 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { after, before, test } from 'node:test';
-import type { MongoClient } from 'mongodb';
+import { Timestamp, type MongoClient } from 'mongodb';
 import { type ReplicaSet } from '../scripts/replica-sets.ts';
+import { emptyStats } from '../src/apply/writer.ts';
 import { ReplicationConfigStore } from '../src/config/store.ts';
+import { ReplicationMetrics } from '../src/metrics/metrics.ts';
+import type { BatchReport } from '../src/replicate/source-loop.ts';
+import { LoopProgress } from '../src/status/progress.ts';
 import { runCli, ID_A, ID_B, startTwoServers, type TwoServers } from './support/cli.ts';
 import { RunProcess } from './support/run-process.ts';
 import { eventually, type TestDoc } from './support/replication.ts';
@@ -61,6 +65,7 @@ test('run --metrics-port 0 serves moving counters, lag and the process defaults 
     assert.equal(sample(before, `mmm_loop_state{${LOOP},state="running"}`), 1);
     assert.equal(sample(before, `mmm_loop_state{${LOOP},state="failed"}`), 0);
     assert.equal(sample(before, `mmm_retries_total{${LOOP}}`), 0);
+    assert.equal(sample(before, `mmm_conflicts_total{${LOOP}}`), 0);
     assert.ok(sample(before, 'process_cpu_user_seconds_total') > 0);
     assert.ok(sample(before, 'nodejs_heap_size_used_bytes') > 0);
 
@@ -75,6 +80,7 @@ test('run --metrics-port 0 serves moving counters, lag and the process defaults 
     });
     assert.equal(sample(now, `mmm_operations_applied_total{${LOOP},op="i"}`), 5);
     assert.equal(sample(now, `mmm_operations_applied_total{${LOOP},op="u"}`), 2);
+    assert.equal(sample(now, `mmm_conflicts_total{${LOOP}}`), 0, 'writes on one side only: no conflict');
     const batches = sample(now, `mmm_batch_entries_count{${LOOP}}`);
     assert.ok(batches > sample(before, `mmm_batch_entries_count{${LOOP}}`), 'batches counted');
     assert.ok(sample(now, `mmm_batch_entries_sum{${LOOP}}`) >= 8, 'their entries summed');
@@ -89,6 +95,17 @@ test('run --metrics-port 0 serves moving counters, lag and the process defaults 
     assert.equal(await run.stop('SIGINT'), 0, run.stderr);
   }
   await assert.rejects(fetch(run.logs('serving metrics')[0]!.url as string), 'the server closed with the run');
+});
+
+test("a batch's conflicts are counted for its loop", async () => {
+  const metrics = new ReplicationMetrics();
+  const observer = metrics.observer({ destination: 'server_b', source: 'server_a' }, new LoopProgress());
+  const batch = (conflicts: number): BatchReport => ({ entries: 4, stats: { ...emptyStats(), updated: 4, conflicts }, checkpoint: new Timestamp({ t: 1, i: 1 }) });
+  observer.batch!(batch(3));
+  observer.batch!(batch(0));
+  observer.batch!(batch(2));
+  const { values } = await metrics.registry.getSingleMetric('mmm_conflicts_total')!.get();
+  assert.deepEqual(values.map((v) => [v.labels, v.value]), [[{ destination: 'server_b', source: 'server_a' }, 5]]);
 });
 
 test('losing the source is counted as an error and a retry', async () => {

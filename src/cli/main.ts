@@ -36,6 +36,7 @@ const COMMANDS: readonly CommandEntry[] = [
   { name: 'reset-checkpoint', summary: "after a lost oplog window: make DST replicate SRC from SRC's newest oplog entry on (stop `run` first)", load: async () => (await import('./reset-checkpoint.ts')).registerResetCheckpoint },
   { name: 'run', summary: 'replicate: follow the oplog of every source and apply its changes, until SIGINT or SIGTERM', load: async () => (await import('./run.ts')).registerRun },
   { name: 'status', summary: "each link's state, checkpoint, lag and applied writes, and each server's oplog window", load: async () => (await import('./status.ts')).registerStatus },
+  { name: 'conflicts', summary: 'list the newest conflicts: the versions that lost, kept on the server where they lost', load: async () => (await import('./conflicts.ts')).registerConflicts },
   { name: 'verify', summary: 'compare the two collections of every link (or one), document by document; --repair makes them equal', load: async () => (await import('./verify.ts')).registerVerify },
   { name: 'check', summary: 'check servers, privileges, write concern, oplog headroom and clocks before a run', load: async () => (await import('./check.ts')).registerCheck },
 ];

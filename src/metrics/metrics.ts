@@ -28,6 +28,12 @@ export class ReplicationMetrics {
     labelNames: LOOP_LABELS,
     registers: [this.registry],
   });
+  private readonly conflicts = new Counter({
+    name: 'mmm_conflicts_total',
+    help: 'Versions on the destination that a concurrent write from the source overwrote, each kept in its mmm.conflicts',
+    labelNames: LOOP_LABELS,
+    registers: [this.registry],
+  });
   private readonly entries = new Counter({
     name: 'mmm_oplog_entries_read_total',
     help: 'Source oplog entries read, replicated or not',
@@ -99,6 +105,7 @@ export class ReplicationMetrics {
     // Every series of the loop exists from the start, at 0, so a rate() has a first sample.
     for (const op of ['i', 'u', 'd']) this.applied.inc({ ...labels, op }, 0);
     this.missed.inc(labels, 0);
+    this.conflicts.inc(labels, 0);
     this.entries.inc(labels, 0);
     this.batchEntries.zero(labels);
     for (const kind of ['transient', 'fatal', 'refused_write']) this.errors.inc({ ...labels, kind }, 0);
@@ -118,6 +125,7 @@ export class ReplicationMetrics {
         this.applied.inc({ ...labels, op: 'u' }, stats.updated);
         this.applied.inc({ ...labels, op: 'd' }, stats.deleted);
         this.missed.inc(labels, stats.missed);
+        this.conflicts.inc(labels, stats.conflicts);
         this.errors.inc({ ...labels, kind: 'refused_write' }, stats.failed);
         this.entries.inc(labels, report.entries);
         this.batchEntries.observe(labels, report.entries);

@@ -64,6 +64,10 @@ function loopNotes(loop: LoopView): string[] {
   if (loop.missed || loop.refused) {
     lines.push(`  ${loop.missed} updates found no document, ${loop.refused} writes refused by ${loop.destination} (kept in its mmm.refused)`);
   }
+  if (loop.conflicts) {
+    const conflicts = loop.conflicts === 1 ? '1 conflict' : `${loop.conflicts} conflicts`;
+    lines.push(`  ${conflicts}: writes from ${loop.source} overwrote concurrent versions on ${loop.destination} (kept in its mmm.conflicts; see \`mmm conflicts\`)`);
+  }
   for (const warning of loop.warnings) lines.push(`  warning: ${warning}`);
   for (const { at, message } of loop.notReplicated) lines.push(`  warning at ${at}: ${message}`);
   return lines;
@@ -96,7 +100,7 @@ function duration(seconds: number): string {
 }
 
 /** Columns padded to their widest cell, two spaces apart; no trailing spaces. */
-function table(rows: readonly string[][]): string[] {
+export function table(rows: readonly string[][]): string[] {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)));
   return rows.map((r) =>
     r

@@ -1,7 +1,8 @@
 // `mmm status` as data: for every destination and source (a loop) and its links, what the last
 // run recorded (state, heartbeat, counters, last error) with the checkpoint, read from the
-// destination's metadata, and the source's oplog (lag, window). Servers that cannot be reached
-// are reported as such and the rest is reported all the same.
+// destination's metadata, the conflicts the destination keeps (mmm.conflicts), and the source's
+// oplog (lag, window). Servers that cannot be reached are reported as such and the rest is
+// reported all the same.
 
 import type { MongoClient, Timestamp } from 'mongodb';
 import { metadataStoreOptions, ReplicationConfigStore, type ConfigStoreOptions, type SourceConfig } from '../config/store.ts';
@@ -11,6 +12,7 @@ import type { CachedLinks, LinksMemory } from './links-cache.ts';
 import type { LoopStatusRecord } from './record.ts';
 import { copiesInProgress, type CopyKey, type CopyState } from '../copy/state.ts';
 import { copyView, type CopyView } from './copy-view.ts';
+import { conflictCounts } from './conflict-records.ts';
 
 /** A link's or a loop's state, as `status` tells it. */
 export type LinkState = 'running' | 'retrying' | 'stopped' | 'error' | 'never started' | 'unknown' | 'copying';
@@ -80,6 +82,11 @@ export interface LoopView {
   applied: { i: number; u: number; d: number } | null;
   missed: number | null;
   refused: number | null;
+  /**
+   * Versions on the destination that a concurrent write from this source overwrote, kept in its
+   * mmm.conflicts: all it keeps (across runs, until removed there). Null when unknown.
+   */
+  conflicts: number | null;
   run: RunView | null;
   warnings: string[];
   /**
@@ -126,6 +133,8 @@ interface ServerFacts {
   sources: SourceConfig[];
   /** Copies in progress into this server (`replicate --copy`). */
   copies: Array<CopyKey & CopyState>;
+  /** The conflicts it keeps, by source UUID; null when they cannot be read. */
+  conflicts: Map<string, number> | null;
 }
 
 export async function collectStatus(options: StatusOptions): Promise<StatusReport> {
@@ -169,14 +178,16 @@ async function serverFacts(server: ServerSpec, options: StatusOptions): Promise<
     return { error: (err as Error).message };
   }
   try {
-    const [hello, oplog, sources, copies] = await Promise.all([
+    const [hello, oplog, sources, copies, conflicts] = await Promise.all([
       client.db('admin').command({ hello: 1 }),
       oplogFacts(client),
       new ReplicationConfigStore(client, options.store ?? metadataStoreOptions(server)).sources(),
       // A user allowed to read the metadata but not mmm's database sees no copy progress.
       copiesInProgress(client).catch(() => []),
+      // The same for the conflicts: their counts are unknown.
+      conflictCounts(client).catch(() => null),
     ]);
-    return { localTime: hello.localTime as Date, oplog, sources, copies };
+    return { localTime: hello.localTime as Date, oplog, sources, copies, conflicts };
   } catch (err) {
     return { error: `${server.name}: ${describeUnauthorized(err) ?? (err as Error).message}` };
   } finally {
@@ -283,6 +294,7 @@ function loopView(
     applied: record ? { ...record.applied } : null,
     missed: record ? record.missed : null,
     refused: record ? record.refused : null,
+    conflicts: facts.conflicts ? (facts.conflicts.get(config.sourceId) ?? 0) : null,
     run,
     warnings,
     notReplicated: (record?.warnings ?? []).map(({ command, ns, message, at }) => ({ command, ns, message, at: iso(at) })),
@@ -365,6 +377,7 @@ function unknownLoops(destination: ServerSpec, why: string, cached: CachedLinks 
     applied: null,
     missed: null,
     refused: null,
+    conflicts: null,
     run: null,
     warnings: [`the links as this machine last read them, at ${iso(cached.seen)}`],
     notReplicated: [],
