@@ -4,7 +4,7 @@
 // `config.system.preimages`, one per update or delete, until its oplog no longer holds the
 // entry; turning them on costs each update or delete on the source one more small write.
 
-import { BSON, type Binary, type Document, type MongoClient, type Timestamp } from 'mongodb';
+import { Long, type Binary, type Document, type MongoClient, type Timestamp } from 'mongodb';
 import { serverErrorCode } from '../apply/transient.ts';
 import { topLevelElements } from '../bson/raw.ts';
 import type { PreImageKey } from '../oplog/entry.ts';
@@ -32,28 +32,66 @@ export async function keepPreImages(client: MongoClient, namespaces: readonly st
   }
 }
 
-/** The pre-images the source still holds for `keys`, as BSON, by `preImageId`. */
+/**
+ * The pre-images the source still holds for `keys`, as BSON, by preImageId. One range of the
+ * collection's `_id` index per collection (its UUID, then the entries' times, then the index):
+ * a batch's keys lie in one stretch of the oplog, and every update and delete of a linked
+ * collection in that stretch is among them.
+ */
 export async function readPreImages(client: MongoClient, keys: readonly PreImageKey[]): Promise<Map<string, Buffer>> {
   const found = new Map<string, Buffer>();
-  if (keys.length === 0) return found;
-  const cursor = client
-    .db('config')
-    .collection('system.preimages')
-    .find({ _id: { $in: keys } } as Document, { raw: true, batchSize: keys.length, promoteValues: false });
-  for await (const raw of cursor) {
-    const bytes = raw as unknown as Buffer;
-    let id: string | undefined;
-    let image: Buffer | undefined;
-    for (const element of topLevelElements(bytes)) {
-      if (element.name === '_id') id = preImageId(BSON.deserialize(bytes.subarray(element.valueStart, element.end), { promoteValues: false }) as PreImageKey);
-      else if (element.name === 'preImage') image = bytes.subarray(element.valueStart, element.end);
+  const ranges = new Map<string, { nsUUID: Binary; first: Timestamp; last: Timestamp }>();
+  for (const key of keys) {
+    const collection = uuidKey(key.nsUUID);
+    const range = ranges.get(collection);
+    if (!range) ranges.set(collection, { nsUUID: key.nsUUID, first: key.ts, last: key.ts });
+    else if (key.ts.lessThan(range.first)) range.first = key.ts;
+    else if (key.ts.greaterThan(range.last)) range.last = key.ts;
+  }
+  const images = client.db('config').collection('system.preimages');
+  for (const { nsUUID, first, last } of ranges.values()) {
+    const from = { nsUUID, ts: first, applyOpsIndex: Long.ZERO };
+    const to = { nsUUID, ts: last, applyOpsIndex: Long.MAX_VALUE };
+    const cursor = images.find({ _id: { $gte: from, $lte: to } } as Document, { raw: true, batchSize: 10_000, hint: { _id: 1 } });
+    for await (const raw of cursor) {
+      const bytes = raw as unknown as Buffer;
+      let id: string | undefined;
+      let image: Buffer | undefined;
+      for (const element of topLevelElements(bytes)) {
+        if (element.name === '_id') id = storedId(bytes.subarray(element.valueStart, element.end));
+        else if (element.name === 'preImage') image = bytes.subarray(element.valueStart, element.end);
+      }
+      if (id !== undefined && image !== undefined) found.set(id, image);
     }
-    if (id !== undefined && image !== undefined) found.set(id, image);
   }
   return found;
 }
 
 /** The key readPreImages gives a pre-image. */
-export function preImageId(key: { nsUUID: Binary; ts: Timestamp; applyOpsIndex: unknown }): string {
-  return `${Buffer.from(key.nsUUID.buffer).toString('hex')}:${key.ts.toString()}:${String(key.applyOpsIndex)}`;
+export function preImageId(key: PreImageKey): string {
+  return `${uuidKey(key.nsUUID)}:${key.ts.high >>> 0}:${key.ts.low >>> 0}:${key.applyOpsIndex}`;
+}
+
+/** preImageId of a stored `_id` (`{nsUUID, ts, applyOpsIndex}`, as BSON), read without decoding it. */
+function storedId(bytes: Buffer): string {
+  let uuid = '';
+  let high = 0;
+  let low = 0;
+  let index = 0;
+  for (const element of topLevelElements(bytes)) {
+    const at = element.valueStart;
+    // A binary's value: its length, its subtype, then the bytes.
+    if (element.name === 'nsUUID') uuid = bytes.toString('latin1', at + 5, element.end);
+    else if (element.name === 'ts') [low, high] = [bytes.readUInt32LE(at), bytes.readUInt32LE(at + 4)];
+    else if (element.name === 'applyOpsIndex') index = element.type === BSON_INT32 ? bytes.readInt32LE(at) : Number(bytes.readBigInt64LE(at));
+  }
+  return `${uuid}:${high}:${low}:${index}`;
+}
+
+const BSON_INT32 = 0x10;
+
+/** A collection UUID as a string key: its 16 bytes as latin1. */
+function uuidKey(uuid: Binary): string {
+  const b = uuid.buffer;
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
 }

@@ -21,10 +21,10 @@
 // A write whose source did not keep its pre-image (made before `run` turned them on) is applied
 // unchecked, as before, and counted: conflict detection starts with the writes after.
 
-import { BSON, type ClientSession, type Document, type MongoClient } from 'mongodb';
+import { BSON, Int32, ObjectId, type ClientSession, type Document, type MongoClient } from 'mongodb';
 import type { DestinationWrite } from '../apply/writer.ts';
 import { translateUpdate, rebuildDocument } from '../apply/update.ts';
-import { decodeValue, equalWithout, EXACT_DECODE, keyElements } from '../bson/raw.ts';
+import { decodeValue, equalWithout, EXACT_DECODE, keyElements, type ElementSpan } from '../bson/raw.ts';
 import { deleteKey, TAG_FIELD } from '../replicate/tag.ts';
 import { lastVersion } from './last-write.ts';
 import { conflictRecord, type ConflictRecord } from './record.ts';
@@ -142,15 +142,29 @@ export class ConflictResolver {
       for await (const raw of cursor) {
         const doc = raw as unknown as Buffer;
         const id = keyElements(doc).id;
-        if (id) states.set(documentKey(ns, decodeValue(doc, id)), { kind: 'read', doc });
+        if (id) states.set(storedKey(ns, doc, id), { kind: 'read', doc });
       }
     }
     return states;
   }
 }
 
+/** One key per `_id` as BSON (type included): a string or an int32 spelled out, anything else as canonical Extended JSON. */
 function documentKey(ns: string, id: unknown): string {
+  if (typeof id === 'string') return `${ns}\u0000s${id}`;
+  if (id instanceof Int32) return `${ns}\u0000i${id.value}`;
+  if (id instanceof ObjectId) return `${ns}\u0000o${id.toHexString()}`;
   return `${ns}\u0000${deleteKey(id)}`;
+}
+
+/** documentKey of the `_id` element `span` of a document read raw, decoded only when it is not a string, an int32 or an ObjectId. */
+function storedKey(ns: string, doc: Buffer, span: ElementSpan): string {
+  const at = span.valueStart;
+  // A string's value: its length with the final 0, then its bytes and that 0.
+  if (span.type === 0x02) return `${ns}\u0000s${doc.toString('utf8', at + 4, span.end - 1)}`;
+  if (span.type === 0x10) return `${ns}\u0000i${doc.readInt32LE(at)}`;
+  if (span.type === 0x07) return `${ns}\u0000o${doc.toString('hex', at, at + 12)}`;
+  return documentKey(ns, decodeValue(doc, span));
 }
 
 /** Whether the write was made on the document the destination holds (`doc`, null: none). */
