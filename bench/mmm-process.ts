@@ -15,8 +15,8 @@ export class MmmProcess {
   private readonly exited: Promise<number | null>;
   private stderr = '';
 
-  private constructor(config: string, extraNodeArgs: string[]) {
-    this.child = spawn(process.execPath, [...extraNodeArgs, bin, '-c', config, '--log-level', 'info', 'run'], {
+  private constructor(config: string, extraNodeArgs: string[], runArgs: string[]) {
+    this.child = spawn(process.execPath, [...extraNodeArgs, bin, '-c', config, '--log-level', 'info', 'run', ...runArgs], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     this.child.stderr!.on('data', (chunk: Buffer) => {
@@ -37,8 +37,8 @@ export class MmmProcess {
   }
 
   /** Starts `mmm run` and waits until every link has started (its `link started` log line). */
-  static async start(config: string, links: number, extraNodeArgs: string[] = []): Promise<MmmProcess> {
-    const mmm = new MmmProcess(config, extraNodeArgs);
+  static async start(config: string, links: number, extraNodeArgs: string[] = [], runArgs: string[] = []): Promise<MmmProcess> {
+    const mmm = new MmmProcess(config, extraNodeArgs, runArgs);
     const deadline = Date.now() + 30_000;
     while ((mmm.stderr.match(/"link started"/g) ?? []).length < links) {
       if (mmm.child.exitCode !== null) throw new Error(`mmm run exited at start: ${mmm.stderr}`);

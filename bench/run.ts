@@ -23,6 +23,9 @@
 // --unrelated N: the backlog (5) is followed by N inserts into a collection mmm does not
 // replicate, which mmm must read past.
 //   7. verify:   `mmm verify` of an equal link of --verify-docs documents of 1 KB (./verify.ts).
+//  11. conflict check (`conflicts`): section 2 with a link back from B to A too, so that A's
+//      writes are checked for conflicts on B (there are none), with `run --conflicts lww` and
+//      with `--conflicts off`, one after the other; the ratio is the check's cost.
 //  10. copy (`copy`): `replicate --copy` of --copy-docs documents against the destination's
 //      insert ceiling and MongoDB's initial sync of the same documents, on servers of its own
 //      (./copy.ts).
@@ -67,7 +70,7 @@ const { values: args } = parseArgs({
 
 if (args.help) {
   console.log(`npm run bench -- [--quick] [--runs N] [--ops N] [--backlog N] [--lag-seconds S] [--lag-rate OPS]
-                   [--sections ceiling,mmm,latency,catchup,lag,backlog,secondary,verify,copy] [--workloads insert,update,mixed,txn]
+                   [--sections ceiling,mmm,latency,catchup,conflicts,lag,backlog,secondary,verify,copy] [--workloads insert,update,mixed,txn]
                    [--verify-docs N] [--copy-docs N] [--unrelated N] [--latency-ms MS]
 Environment: MMM_BENCH_NODE_ARGS='--cpu-prof --cpu-prof-dir=DIR' profiles the mmm process;
 MMM_BENCH_STDERR=FILE keeps its log.`);
@@ -81,7 +84,7 @@ const settings = {
   backlog: Number(args.backlog ?? (quick ? 5_000 : 1_000_000)),
   lagSeconds: Number(args['lag-seconds'] ?? (quick ? 3 : 60)),
   lagRate: args['lag-rate'] === undefined ? undefined : Number(args['lag-rate']),
-  sections: new Set((args.sections ?? 'ceiling,mmm,latency,catchup,lag,backlog,secondary,verify,copy').split(',')),
+  sections: new Set((args.sections ?? 'ceiling,mmm,latency,catchup,conflicts,lag,backlog,secondary,verify,copy').split(',')),
   verifyDocs: Number(args['verify-docs'] ?? (quick ? 5_000 : 200_000)),
   copyDocs: Number(args['copy-docs'] ?? (quick ? 5_000 : 200_000)),
   unrelated: Number(args.unrelated ?? 0),
@@ -284,11 +287,28 @@ function* flatten(source: Iterable<Unit>): Generator<Unit> {
   if (ops.length > 0) yield { ops, transaction: false };
 }
 
-/** mmm: the workload written to A with mmm running; ops/s until B has it all. */
-async function throughput(s: Servers, p: WorkloadPlan, seed: number, config = s.config): Promise<{ opsPerSec: number; mmmCpu: number; elapsed: number; writeSeconds: number }> {
+/**
+ * mmm: the workload written to A with mmm running; ops/s until B has it all. `conflicts`: with
+ * the link back from B to A as well, and that `run --conflicts` policy.
+ */
+async function throughput(
+  s: Servers,
+  p: WorkloadPlan,
+  seed: number,
+  config = s.config,
+  conflicts?: 'lww' | 'off',
+): Promise<{ opsPerSec: number; mmmCpu: number; elapsed: number; writeSeconds: number }> {
   await prepare([s.ca, s.cb], p);
   await skipToEnd(s);
-  const mmm = await MmmProcess.start(config, 1, MMM_NODE_ARGS);
+  const back = new ReplicationConfigStore(s.ca);
+  if (conflicts) {
+    await back.addLink(s.idB, { src: NS, dst: NS, ops: 'iud' });
+    await back.saveCheckpoint(s.idB, await newest(s.cb));
+  }
+  const mmm = await MmmProcess.start(config, conflicts ? 2 : 1, MMM_NODE_ARGS, conflicts ? ['--conflicts', conflicts] : []).catch(async (err: unknown) => {
+    if (conflicts) await back.removeLink(s.idB, NS, NS);
+    throw err;
+  });
   try {
     const cpu0 = mmm.cpuSeconds();
     const t0 = performance.now();
@@ -303,6 +323,7 @@ async function throughput(s: Servers, p: WorkloadPlan, seed: number, config = s.
     return { opsPerSec: n / elapsed, mmmCpu, elapsed, writeSeconds: (written - t0) / 1000 };
   } finally {
     await mmm.stop();
+    if (conflicts) await back.removeLink(s.idB, NS, NS);
   }
 }
 
@@ -538,6 +559,15 @@ async function main(): Promise<void> {
           row.mmmDelayed = t.opsPerSec;
           log(`run ${run} ${w}: mmm with ${settings.latencyMs} ms each way to the destination ${fmt(row.mmmDelayed)} ops/s (${fmt(t.elapsed, 1)} s)`);
         }
+        if (settings.sections.has('conflicts')) {
+          // Both orders in turn over runs, so that neither always runs on a warmer server.
+          const order: Array<'lww' | 'off'> = run % 2 === 1 ? ['off', 'lww'] : ['lww', 'off'];
+          for (const mode of order) {
+            const t = await throughput(s, p, seed, s.config, mode);
+            row[mode === 'lww' ? 'checked' : 'unchecked'] = t.opsPerSec;
+            log(`run ${run} ${w}: both ways, --conflicts ${mode}: ${fmt(t.opsPerSec)} ops/s (${fmt(t.elapsed, 1)} s, the source writes took ${fmt(t.writeSeconds, 1)} s; mmm used ${fmt(t.mmmCpu, 1)} s of CPU)`);
+          }
+        }
         if (settings.sections.has('catchup')) {
           row.catchup = await backlog(s, settings.ops, 70_000 + seed, mongodCpu, w);
           row.secondary = (await secondaryCatchUp(s.pair!, settings.ops, 70_000 + seed, w)).opsPerSec;
@@ -608,6 +638,19 @@ async function main(): Promise<void> {
       const latencyRatio = med((r) => (row(r)?.mmmDelayed && row(r)?.mmm ? row(r)!.mmmDelayed / row(r)!.mmm : undefined));
       Object.assign(summary.workloads[w], { catchup: mmm, secondary, catchupRatio: ratio, catchupPeakMB: peak, delayed, latencyRatio });
       lines.push(`| ${WORKLOAD_TITLES[w]} | ${fmt(mmm)} | ${fmt(secondary)} | ${fmt(ratio, 2)} | ${fmt(peak)} | ${fmt(delayed)} | ${fmt(latencyRatio, 2)} |`);
+    }
+  }
+  if (settings.sections.has('conflicts')) {
+    lines.push('');
+    lines.push(`| workload | both ways, --conflicts off (ops/s) | both ways, --conflicts lww (ops/s) | lww / off |`);
+    lines.push(`|---|---:|---:|---:|`);
+    for (const w of settings.workloads) {
+      const row = (r: Document) => r.workloads[w] as Document | undefined;
+      const unchecked = med((r) => row(r)?.unchecked);
+      const checked = med((r) => row(r)?.checked);
+      const ratio = med((r) => (row(r)?.checked && row(r)?.unchecked ? row(r)!.checked / row(r)!.unchecked : undefined));
+      Object.assign(summary.workloads[w], { conflictsOff: unchecked, conflictsLww: checked, conflictCheckRatio: ratio });
+      lines.push(`| ${WORKLOAD_TITLES[w]} | ${fmt(unchecked)} | ${fmt(checked)} | ${fmt(ratio, 2)} |`);
     }
   }
   const lagRow = (k: string) => med((r) => r.lag?.[k]);
