@@ -9,7 +9,8 @@ import { hasWayBack, type LinkEdge } from '../src/conflict/scope.ts';
 import { beats, parseTag, policyName, sameVersion, type ConflictPolicy, type Version } from '../src/conflict/version.ts';
 import { OplogDecoder } from '../src/oplog/decode.ts';
 import type { OplogEntry } from '../src/oplog/entry.ts';
-import { carriedTag, loggedMarkerDeletes, markerDeletes, MARKER_NAMESPACE } from '../src/replicate/tag.ts';
+import { loggedMarkerDeletes, markerDeletes } from '../src/replicate/marker-deletes.ts';
+import { carriedTag, MARKER_NAMESPACE } from '../src/replicate/tag.ts';
 
 const A = 'aaaaaaaa-0000-4000-8000-000000000000';
 const B = 'bbbbbbbb-0000-4000-8000-000000000000';

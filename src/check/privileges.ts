@@ -15,8 +15,7 @@
 // a grant on every database (readWriteAnyDatabase) covers neither `local` nor `config`.
 
 import type { MongoClient } from 'mongodb';
-import { CONFLICTS_COLLECTION } from '../conflict/record.ts';
-import { MARKER_COLLECTION, MMM_DATABASE, REFUSED_COLLECTION } from '../replicate/tag.ts';
+import { CONFLICTS_COLLECTION, MARKER_COLLECTION, MMM_DATABASE, REFUSED_COLLECTION } from '../replicate/tag.ts';
 
 /** The actions mmm needs on one namespace, and why. */
 export interface Requirement {

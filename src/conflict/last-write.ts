@@ -13,7 +13,8 @@
 import type { Collection, Document, MongoClient, Timestamp } from 'mongodb';
 import { EXACT_DECODE } from '../bson/raw.ts';
 import type { OplogEntry } from '../oplog/entry.ts';
-import { carriedTag, deleteKey, loggedMarkerDeletes, MARKER_NAMESPACE, markerOrigin } from '../replicate/tag.ts';
+import { deleteKey, loggedMarkerDeletes } from '../replicate/marker-deletes.ts';
+import { carriedTag, MARKER_NAMESPACE, markerOrigin } from '../replicate/tag.ts';
 import { parseTag, type Version } from './version.ts';
 
 /** `currentTag`: the `__mmm` of the document as the destination holds it, if any. */

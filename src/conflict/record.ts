@@ -3,10 +3,8 @@
 // removes them: they are the only copy of the version that lost (see the README for cleaning up).
 
 import type { Document, MongoClient, Timestamp } from 'mongodb';
-import { MMM_DATABASE } from '../replicate/tag.ts';
+import { CONFLICTS_COLLECTION, MMM_DATABASE } from '../replicate/tag.ts';
 import { policyName, type ConflictPolicy, type Version } from './version.ts';
-
-export const CONFLICTS_COLLECTION = 'conflicts';
 
 export interface ConflictRecord {
   at: Date;

@@ -25,7 +25,8 @@ import { BSON, Int32, ObjectId, type ClientSession, type Document, type MongoCli
 import type { DestinationWrite } from '../apply/writer.ts';
 import { translateUpdate, rebuildDocument } from '../apply/update.ts';
 import { decodeValue, equalWithout, EXACT_DECODE, keyElements, type ElementSpan } from '../bson/raw.ts';
-import { deleteKey, TAG_FIELD } from '../replicate/tag.ts';
+import { deleteKey } from '../replicate/marker-deletes.ts';
+import { TAG_FIELD } from '../replicate/tag.ts';
 import { lastVersion } from './last-write.ts';
 import { conflictRecord, type ConflictRecord } from './record.ts';
 import { beats, sameVersion, type ConflictPolicy, type Version } from './version.ts';

@@ -18,7 +18,8 @@
 
 import type { Document, Timestamp } from 'mongodb';
 import { UnsupportedOplogEntryError } from '../errors.ts';
-import { deleteKey, loggedMarkerDeletes, MARKER_NAMESPACE, markerOrigin } from '../replicate/tag.ts';
+import { deleteKey, loggedMarkerDeletes } from '../replicate/marker-deletes.ts';
+import { MARKER_NAMESPACE, markerOrigin } from '../replicate/tag.ts';
 import type { Change, CrudOp, OplogEntry } from './entry.ts';
 
 /** A command entry the decoder did not replicate, for the caller to report. */

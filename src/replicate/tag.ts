@@ -27,12 +27,10 @@
 // Loop breaking does not depend on it; conflict resolution does.
 //
 // A delete leaves no document to carry a tag, so the marker before a run of writes that holds
-// deletes lists their tags (`d`, as a string so that the oplog logs it whole), for whoever reads
-// that transaction later: a server relaying the deletes, or one looking up a document's last
-// version (../conflict/last-write.ts).
+// deletes lists their tags (./marker-deletes.ts).
 
 import os from 'node:os';
-import { BSON, type Document, type Timestamp } from 'mongodb';
+import type { Document, Timestamp } from 'mongodb';
 
 export const TAG_FIELD = '__mmm';
 
@@ -42,6 +40,8 @@ export const MARKER_COLLECTION = 'writes';
 export const MARKER_NAMESPACE = `${MMM_DATABASE}.${MARKER_COLLECTION}`;
 /** Where a destination keeps the writes it refused (../apply/refused.ts). */
 export const REFUSED_COLLECTION = 'refused';
+/** Where a server keeps the versions of its that lost a conflict (../conflict/record.ts). */
+export const CONFLICTS_COLLECTION = 'conflicts';
 
 export function makeTag(origin: string, ts: Timestamp): string {
   return `${origin}:${ts.t}:${ts.i}`;
@@ -79,27 +79,4 @@ export function carriedTag(op: { op: string; o: Document }): string | undefined 
   const o = op.o;
   const value = Object.hasOwn(o, '_id') ? o[TAG_FIELD] : (o.diff?.u?.[TAG_FIELD] ?? o.diff?.i?.[TAG_FIELD]);
   return typeof value === 'string' ? value : undefined;
-}
-
-/** Makes a marker's list of deletes from `[_id, tag]` pairs; `seq` makes each list differ from the last. */
-export function markerDeletes(seq: number, deletes: ReadonlyArray<readonly [unknown, string]>): string {
-  return JSON.stringify([seq, deletes.map(([id, tag]) => [deleteKey(id), tag])]);
-}
-
-/** The key a marker's list gives a deleted document's `_id` (its canonical Extended JSON). */
-export function deleteKey(id: unknown): string {
-  return BSON.EJSON.stringify({ _id: id }, { relaxed: false });
-}
-
-/** The tags of deletes a marker operation (as logged inside an `applyOps`) lists, by deleteKey. */
-export function loggedMarkerDeletes(op: { op: string; o: Document }): Map<string, string> | undefined {
-  const o = op.o;
-  const list: unknown = op.op === 'i' ? o.d : (o.diff?.u?.d ?? o.diff?.i?.d);
-  if (typeof list !== 'string') return undefined;
-  try {
-    const [, pairs] = JSON.parse(list) as [number, Array<[string, string]>];
-    return new Map(pairs);
-  } catch {
-    return undefined;
-  }
 }

@@ -9,8 +9,8 @@
 // `mmm conflicts` lists the newest (./conflicts.ts), `status` counts them per loop (./report.ts).
 
 import { ObjectId, Timestamp, type Document, type MongoClient } from 'mongodb';
-import { CONFLICTS_COLLECTION, type ConflictRecord } from '../conflict/record.ts';
-import { MMM_DATABASE } from '../replicate/tag.ts';
+import type { ConflictRecord } from '../conflict/record.ts';
+import { CONFLICTS_COLLECTION, MMM_DATABASE } from '../replicate/tag.ts';
 
 /** A conflict as a server keeps it, with the `_id` the server gave it. */
 export type StoredConflict = ConflictRecord & { _id: ObjectId };
