@@ -53,7 +53,7 @@ test('a tag is read back as the version it names; anything else is no tag', () =
 });
 
 test('a link has a way back when its destination reaches its source, directly or around a ring; else it is a replica', () => {
-  const edge = (source: string, destination: string, src = 'db.c', dst = 'db.c'): LinkEdge => ({ source, destination, src, dst });
+  const edge = (source: string, destination: string, src = 'db.c', dst = 'db.c', ops = 'iud'): LinkEdge => ({ source, destination, src, dst, ops });
   const twoWays = [edge(A, B), edge(B, A)];
   assert.equal(hasWayBack(twoWays, true)(edge(A, B)), true);
   const ring = [edge(A, B), edge(B, C), edge(C, A)];
@@ -64,6 +64,9 @@ test('a link has a way back when its destination reaches its source, directly or
   assert.equal(hasWayBack([edge(A, B), edge(B, A, 'db.other', 'db.c')], true)(edge(A, B)), false);
   const renamed = [edge(A, B, 'db.c', 'db2.x'), edge(B, A, 'db2.x', 'db.c')];
   assert.equal(hasWayBack(renamed, true)(renamed[0]!), true);
+  // A way back must carry every kind of write the link does: updates that win must travel back.
+  assert.equal(hasWayBack([edge(A, B), edge(B, A, 'db.c', 'db.c', 'i')], true)(edge(A, B)), false);
+  assert.equal(hasWayBack([edge(A, B, 'db.c', 'db.c', 'iu'), edge(B, A)], true)(edge(A, B, 'db.c', 'db.c', 'iu')), true);
   // With a server's links unknown, a way back is assumed.
   assert.equal(hasWayBack(oneWay, false)(edge(A, B)), true);
 });

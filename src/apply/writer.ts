@@ -113,6 +113,8 @@ export interface ApplyOptions {
   maxTimeMS: number;
   /** Decides the checked writes (those with `check`) in each transaction; without it they go in as they are. */
   resolver?: ConflictResolver;
+  /** Markers list the tags of their deletes (../replicate/marker-deletes.ts): when conflicts are resolved anywhere. */
+  listDeletes?: boolean;
 }
 
 export const APPLY_DEFAULTS = {
@@ -264,19 +266,26 @@ async function oneTransaction(
   const session = client.startSession();
   try {
     let stats = emptyStats();
+    let resolution: Resolution | undefined;
     // The callback runs again when the server says the transaction may succeed if retried
     // (TransientTransactionError, such as a write conflict): count the last attempt only.
     await session.withTransaction(
       async () => {
-        const resolution = options.resolver && writes.some((w) => w.check) ? await options.resolver.resolve(client, session, writes, options.maxTimeMS) : undefined;
-        stats = await statements(client, session, resolution?.writes ?? writes, options, lane, oneByOne, upsertInserts).catch((err: unknown) => {
-          throw resolution ? namedAmong(err, resolution) : err;
+        resolution = options.resolver && writes.some((w) => w.check) ? await options.resolver.resolve(client, session, writes, options.maxTimeMS) : undefined;
+        const resolved = resolution;
+        stats = await statements(client, session, resolved?.writes ?? writes, options, lane, oneByOne, upsertInserts).catch((err: unknown) => {
+          throw resolved ? namedAmong(err, resolved) : err;
         });
-        if (resolution) await keepConflicts(client, session, resolution, stats, options);
+        if (resolved && resolved.records.length > 0) {
+          await conflictsCollection(client).insertMany(resolved.records, { session, maxTimeMS: options.maxTimeMS });
+          stats.conflicts = resolved.records.length;
+        }
       },
       { writeConcern: options.writeConcern, maxCommitTimeMS: options.maxTimeMS },
     );
     logEach(writes, options.logger);
+    // Once committed: what the resolver decided is now so.
+    if (resolution) options.resolver!.committed(resolution, options.logger);
     return stats;
   } finally {
     await session.endSession();
@@ -287,17 +296,6 @@ async function oneTransaction(
 function namedAmong(err: unknown, resolution: Resolution): unknown {
   if (!(err instanceof WriteRefusal) || err.index < 0) return err;
   return new WriteRefusal(resolution.from[err.index]!, err.cause);
-}
-
-/** The conflicts the resolver found, kept with the writes that won them. */
-async function keepConflicts(client: MongoClient, session: ClientSession, resolution: Resolution, stats: ApplyStats, options: ApplyOptions): Promise<void> {
-  if (resolution.unchecked > 0) options.logger.debug({ writes: resolution.unchecked }, 'writes applied without a conflict check: their source kept no pre-image');
-  if (resolution.records.length === 0) return;
-  await conflictsCollection(client).insertMany(resolution.records, { session, maxTimeMS: options.maxTimeMS });
-  stats.conflicts += resolution.records.length;
-  for (const r of resolution.records) {
-    options.logger.warn({ ns: r.ns, _id: r.id, lost: r.lost.origin, won: r.won.origin }, 'conflict: a concurrent write won over this destination\'s version, which is kept in mmm.conflicts');
-  }
 }
 
 /** The transaction's statements: a marker before each run of one origin, then its writes. */
@@ -318,7 +316,7 @@ async function statements(
     const first = writes[start]!;
     if (first.origin !== origin) {
       origin = first.origin;
-      await writeMarker(client, session, { origin, source: options.sourceId, lane, run: RUN_ID }, maxTimeMS, deletesOfRun(writes, start));
+      await writeMarker(client, session, { origin, source: options.sourceId, lane, run: RUN_ID }, maxTimeMS, options.listDeletes ? deletesOfRun(writes, start) : undefined);
     }
     let end = start + 1;
     if (!oneByOne && !isRebuild(first)) {

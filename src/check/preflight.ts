@@ -182,7 +182,7 @@ export async function preflight(options: PreflightOptions): Promise<Finding[]> {
   function preImageNamespaces(server: ServerSpec): string[] {
     const edges: LinkEdge[] = [];
     for (const [id, f] of facts) {
-      for (const config of f.sources ?? []) for (const l of config.links) edges.push({ source: config.sourceId, destination: id, src: l.src, dst: l.dst });
+      for (const config of f.sources ?? []) for (const l of config.links) edges.push({ source: config.sourceId, destination: id, src: l.src, dst: l.dst, ops: l.ops });
     }
     const complete = topology.servers.every((s) => facts.get(s.id)?.sources !== undefined);
     const wayBack = hasWayBack(edges, complete);

@@ -8,23 +8,36 @@
 //   - any other is a user's on this server: its version is its own entry's time (for a
 //     transaction, the time of its last entry, which every reader of it is given).
 // A document whose last write the oplog no longer holds is older than anything that can meet
-// it: its version has no time (it loses to any write), and keeps the origin its tag names.
+// it: its version has no time (it loses to any write). The scan is bounded (SCAN_MS): a
+// document whose last write it cannot reach in time is taken for one that old, and said so.
 
 import type { Collection, Document, MongoClient, Timestamp } from 'mongodb';
+import { serverErrorCode } from '../apply/transient.ts';
 import { EXACT_DECODE } from '../bson/raw.ts';
 import type { OplogEntry } from '../oplog/entry.ts';
 import { deleteKey, loggedMarkerDeletes } from '../replicate/marker-deletes.ts';
 import { carriedTag, MARKER_NAMESPACE, markerOrigin } from '../replicate/tag.ts';
 import { parseTag, type Version } from './version.ts';
 
-/** `currentTag`: the `__mmm` of the document as the destination holds it, if any. */
-export async function lastVersion(client: MongoClient, serverId: string, ns: string, id: unknown, currentTag: unknown): Promise<Version> {
+/**
+ * `currentTag`: the `__mmm` of the document as the destination holds it, if any. `onSlowScan`
+ * hears of a scan that gave up (the version is then taken for one older than the oplog).
+ */
+export async function lastVersion(client: MongoClient, serverId: string, ns: string, id: unknown, currentTag: unknown, onSlowScan?: () => void): Promise<Version> {
   const oplog = client.db('local').collection<OplogEntry>('oplog.rs');
   const touches = { ns, $or: [{ 'o._id': id }, { 'o2._id': id }] };
-  const entry = await oplog
-    .find({ $or: [touches, { 'o.applyOps': { $elemMatch: touches } }] } as Document, { ...EXACT_DECODE, sort: { $natural: -1 }, limit: 1 })
-    .next();
-  if (!entry) return { ...(parseTag(currentTag) ?? { origin: serverId }), ts: null };
+  const older = { ...(parseTag(currentTag) ?? { origin: serverId }), ts: null };
+  let entry: OplogEntry | null;
+  try {
+    entry = await oplog
+      .find({ $or: [touches, { 'o.applyOps': { $elemMatch: touches } }] } as Document, { ...EXACT_DECODE, sort: { $natural: -1 }, limit: 1, maxTimeMS: SCAN_MS })
+      .next();
+  } catch (err) {
+    if (serverErrorCode(err) !== MAX_TIME_MS_EXPIRED) throw err;
+    onSlowScan?.();
+    return older;
+  }
+  if (!entry) return older;
   if (!Array.isArray(entry.o.applyOps)) return { ts: entry.ts, origin: serverId };
   const ops = await transactionOps(oplog, entry);
   const writer = lastWriter(ops, ns, id);
@@ -34,6 +47,15 @@ export async function lastVersion(client: MongoClient, serverId: string, ns: str
 }
 
 type Oplog = Collection<OplogEntry>;
+
+/**
+ * The longest a scan for a document's last write may take: well inside a transaction's life
+ * (60 s), since it runs while the transaction that decides is open. A write meeting a
+ * concurrent one finds it near the oplog's end in milliseconds; 400,000 entries take about half
+ * a second here.
+ */
+const SCAN_MS = 10_000;
+const MAX_TIME_MS_EXPIRED = 50;
 
 /** The operations of the transaction `entry` belongs to, up to and including `entry`'s. */
 async function transactionOps(oplog: Oplog, entry: OplogEntry): Promise<Document[]> {
@@ -52,7 +74,8 @@ async function transactionOps(oplog: Oplog, entry: OplogEntry): Promise<Document
 async function commitTime(oplog: Oplog, entry: OplogEntry): Promise<Timestamp> {
   let last = entry;
   while (last.o.partialTxn === true) {
-    const next = await oplog.findOne({ 'prevOpTime.ts': last.ts }, EXACT_DECODE);
+    // From `last` on: the oplog is read in `ts` order from there, not from its start.
+    const next = await oplog.findOne({ ts: { $gt: last.ts }, 'prevOpTime.ts': last.ts }, { ...EXACT_DECODE, maxTimeMS: SCAN_MS });
     if (!next) break;
     last = next;
   }
@@ -65,15 +88,20 @@ function lastWriter(ops: readonly Document[], ns: string, id: unknown): { origin
   let origin: string | undefined;
   let deletes: Map<string, string> | undefined;
   let found: { origin?: string; tag?: string } = {};
+  // A transaction that writes a document twice gives both writes one tag, which the second then
+  // leaves out of its diff (it changes nothing): the tag stands for both.
+  let tagged: string | undefined;
   for (const op of ops) {
     const o = op.o as Document;
     if (op.ns === MARKER_NAMESPACE) {
       origin = markerOrigin(op as { op: string; o: Document }) ?? origin;
       deletes = loggedMarkerDeletes(op as { op: string; o: Document });
+      tagged = undefined;
       continue;
     }
     if (op.ns !== ns || deleteKey(op.op === 'u' ? op.o2?._id : o._id) !== key) continue;
-    const tag = op.op === 'd' ? deletes?.get(key) : carriedTag(op as { op: string; o: Document });
+    const tag = (op.op === 'd' ? deletes?.get(key) : carriedTag(op as { op: string; o: Document })) ?? tagged;
+    tagged = tag;
     found = origin === undefined ? {} : { origin, ...(tag === undefined ? {} : { tag }) };
   }
   return found;

@@ -59,7 +59,8 @@ export async function readPreImages(client: MongoClient, keys: readonly PreImage
       let image: Buffer | undefined;
       for (const element of topLevelElements(bytes)) {
         if (element.name === '_id') id = storedId(bytes.subarray(element.valueStart, element.end));
-        else if (element.name === 'preImage') image = bytes.subarray(element.valueStart, element.end);
+        // A copy: the reply the cursor read it from is let go at once, not kept for the batch.
+        else if (element.name === 'preImage') image = Buffer.from(bytes.subarray(element.valueStart, element.end));
       }
       if (id !== undefined && image !== undefined) found.set(id, image);
     }

@@ -6,10 +6,13 @@
 // in the transaction, so what is decided on is what the transaction overwrites: a user's write
 // that comes between is a write conflict, and the server runs the transaction again.
 //   - The document is the base (compared as BSON, `__mmm` aside): the write was made on what
-//     the destination holds, and replays exactly, as it would without any check.
-//   - It is not: the destination has a version the write's origin had not seen when it wrote
-//     (or the write is a replay the destination is already past). Its version is looked up
-//     (./last-write.ts) and the policy (./version.ts) decides. A winning write is applied whole,
+//     the destination holds, and replays exactly, as it would without any check. (Content, not
+//     history: a destination whose own writes brought the document back to the very bytes the
+//     write was made on is taken for one that never changed it; README, "Conflicts", limits.)
+//   - It is not, and the document's tag says it already holds this write or a later one of
+//     the same origin (a restart replaying): the write is not applied, and nothing is looked up.
+//   - Otherwise the destination has a version the write's origin had not seen when it wrote.
+//     Its version is looked up (./last-write.ts) and the policy (./version.ts) decides. A winning write is applied whole,
 //     as the document its source holds after it (the base with the write applied, never the
 //     write on a document it was not made on, which would be a mix that no server holds); a
 //     losing one is not applied. The source, in turn, meets the winning version from the
@@ -21,15 +24,16 @@
 // A write whose source did not keep its pre-image (made before `run` turned them on) is applied
 // unchecked, as before, and counted: conflict detection starts with the writes after.
 
-import { BSON, Int32, ObjectId, type ClientSession, type Document, type MongoClient } from 'mongodb';
+import { BSON, Decimal128, Double, Int32, Long, ObjectId, type ClientSession, type Document, type MongoClient } from 'mongodb';
 import type { DestinationWrite } from '../apply/writer.ts';
+import type { Logger } from '../log.ts';
 import { translateUpdate, rebuildDocument } from '../apply/update.ts';
 import { decodeValue, equalWithout, EXACT_DECODE, keyElements, type ElementSpan } from '../bson/raw.ts';
 import { deleteKey } from '../replicate/marker-deletes.ts';
 import { TAG_FIELD } from '../replicate/tag.ts';
 import { lastVersion } from './last-write.ts';
 import { conflictRecord, type ConflictRecord } from './record.ts';
-import { beats, sameVersion, type ConflictPolicy, type Version } from './version.ts';
+import { beats, parseTag, sameVersion, type ConflictPolicy, type Version } from './version.ts';
 
 /** What a write is checked against, planned when it is read. */
 export interface ConflictCheck {
@@ -48,6 +52,10 @@ export interface Resolution {
   records: ConflictRecord[];
   /** Writes applied unchecked because their source kept no pre-image. */
   unchecked: number;
+  /** Writes not applied: the destination's version won over them. */
+  rejected: number;
+  /** Oplog scans that gave up (./last-write.ts): those versions were taken for older than the oplog. */
+  slowScans: number;
 }
 
 export interface ResolverOptions {
@@ -60,16 +68,19 @@ export interface ResolverOptions {
 type State =
   | { kind: 'read'; doc: Buffer | null; version?: Version }
   /** Made by an applied write: the next write of the source's stream was made on it. */
-  | { kind: 'written'; version: Version }
+  | { kind: 'written' }
   /** Unknown: a write went in unchecked. */
   | { kind: 'unknown' };
 
 export class ConflictResolver {
+  /** Writes applied unchecked are said once per run: a catch-up of writes made before pre-images were on has many. */
+  private warnedUnchecked = false;
+
   constructor(private readonly options: ResolverOptions) {}
 
   async resolve(client: MongoClient, session: ClientSession, writes: readonly DestinationWrite[], maxTimeMS: number): Promise<Resolution> {
     const states = await this.read(client, session, writes, maxTimeMS);
-    const out: Resolution = { writes: [], from: [], records: [], unchecked: 0 };
+    const out: Resolution = { writes: [], from: [], records: [], unchecked: 0, rejected: 0, slowScans: 0 };
     for (const [index, w] of writes.entries()) {
       const keep = (write: DestinationWrite) => {
         out.writes.push(write);
@@ -90,19 +101,26 @@ export class ConflictResolver {
       }
       if (state.kind === 'written' || matches(state.doc, check.base, w)) {
         keep(w);
-        states.set(key, { kind: 'written', version: check.version });
+        states.set(key, { kind: 'written' });
+        continue;
+      }
+      const tag = parseTag(tagOf(state.doc));
+      if (state.version === undefined && tag?.origin === check.version.origin && !beats(check.version, tag, this.options.policy)) {
+        // This write or a later one of its origin made the document (a replay): any user's
+        // write since came later still. Its tag is enough; no oplog to read.
         continue;
       }
       const current = state.doc === null ? null : decodeWithoutTag(state.doc);
-      const theirs = state.version ?? (await lastVersion(client, this.options.destinationId, w.ns, w.id, tagOf(state.doc)));
+      const theirs = state.version ?? (await lastVersion(client, this.options.destinationId, w.ns, w.id, tagOf(state.doc), () => out.slowScans++));
       if (sameVersion(theirs, check.version) || !beats(check.version, theirs, this.options.policy)) {
         // Already applied (a replay), or the destination's version wins: the write is not applied.
+        if (!sameVersion(theirs, check.version)) out.rejected++;
         states.set(key, { kind: 'read', doc: state.doc, version: theirs });
         continue;
       }
       const winner = postImage(w, check);
       keep(winner.write);
-      states.set(key, { kind: 'written', version: check.version });
+      states.set(key, { kind: 'written' });
       // A document the destination never had (none in its oplog either) is no version lost.
       const lostNothing = current === null && theirs.ts === null;
       if (theirs.origin !== check.version.origin && !lostNothing) {
@@ -119,6 +137,23 @@ export class ConflictResolver {
       }
     }
     return out;
+  }
+
+  /** Says, once the transaction has committed, what it decided that a reader of the log should know. */
+  committed(resolution: Resolution, logger: Logger): void {
+    for (const r of resolution.records) {
+      logger.warn({ ns: r.ns, _id: r.id, lost: r.lost.origin, won: r.won.origin }, "conflict: a concurrent write won over this destination's version, which is kept in mmm.conflicts");
+    }
+    if (resolution.rejected > 0) {
+      logger.info({ writes: resolution.rejected }, "writes not applied: a concurrent version of the destination's won over them (its origin keeps the conflict)");
+    }
+    if (resolution.slowScans > 0) {
+      logger.warn({ writes: resolution.slowScans }, "a document's last write could not be found in the destination's oplog in time: taken for older than the oplog");
+    }
+    if (resolution.unchecked > 0 && !this.warnedUnchecked) {
+      this.warnedUnchecked = true;
+      logger.warn({ writes: resolution.unchecked }, 'writes applied without a conflict check: their source kept no pre-image (made before run turned pre-images on, or already removed); said once per run');
+    }
   }
 
   /** The destination's documents that the first checked write of each meets, read in the transaction. */
@@ -150,10 +185,15 @@ export class ConflictResolver {
   }
 }
 
-/** One key per `_id` as BSON (type included): a string or an int32 spelled out, anything else as canonical Extended JSON. */
+/**
+ * One key per document as the server tells them apart: numbers by value whatever their type (1
+ * and 1.0 are one `_id` to it), strings and ObjectIds spelled out, anything else as canonical
+ * Extended JSON.
+ */
 function documentKey(ns: string, id: unknown): string {
   if (typeof id === 'string') return `${ns}\u0000s${id}`;
-  if (id instanceof Int32) return `${ns}\u0000i${id.value}`;
+  if (id instanceof Int32 || id instanceof Double) return `${ns}\u0000n${id.value}`;
+  if (id instanceof Long || id instanceof Decimal128) return `${ns}\u0000n${Number(id.toString())}`;
   if (id instanceof ObjectId) return `${ns}\u0000o${id.toHexString()}`;
   return `${ns}\u0000${deleteKey(id)}`;
 }
@@ -163,7 +203,7 @@ function storedKey(ns: string, doc: Buffer, span: ElementSpan): string {
   const at = span.valueStart;
   // A string's value: its length with the final 0, then its bytes and that 0.
   if (span.type === 0x02) return `${ns}\u0000s${doc.toString('utf8', at + 4, span.end - 1)}`;
-  if (span.type === 0x10) return `${ns}\u0000i${doc.readInt32LE(at)}`;
+  if (span.type === 0x10) return `${ns}\u0000n${doc.readInt32LE(at)}`;
   if (span.type === 0x07) return `${ns}\u0000o${doc.toString('hex', at, at + 12)}`;
   return documentKey(ns, decodeValue(doc, span));
 }

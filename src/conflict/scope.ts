@@ -1,8 +1,9 @@
 // Which links resolve conflicts: those whose destination's own writes reach back to the source,
-// through one link or several (two servers both ways, a ring, a mesh). There, every server is
-// a master and must end on the same version, so a concurrent write may lose. A link with no
-// way back makes its destination a replica: its source's writes are applied as they come, as
-// they always were, since a version kept there would never reach the source.
+// through one link or several (two servers both ways, a ring, a mesh), for every kind of write
+// the link carries: a version that wins on the destination must travel back to the source, or
+// the source would keep the one that lost. There, every server is a master and must end on the
+// same version, so a concurrent write may lose. A link with no such way back makes its
+// destination a replica: its source's writes are applied as they come, as they always were.
 
 /** A link as the whole topology holds it: from `src` on server `source` to `dst` on `destination`. */
 export interface LinkEdge {
@@ -10,6 +11,8 @@ export interface LinkEdge {
   destination: string;
   src: string;
   dst: string;
+  /** The kinds of write it carries: a subset of `iud`. */
+  ops: string;
 }
 
 /**
@@ -19,15 +22,17 @@ export interface LinkEdge {
  * unchecked.
  */
 export function hasWayBack(edges: readonly LinkEdge[], complete: boolean): (link: LinkEdge) => boolean {
-  const next = new Map<string, string[]>();
-  for (const e of edges) {
-    const from = node(e.source, e.src);
-    const list = next.get(from) ?? [];
-    list.push(node(e.destination, e.dst));
-    next.set(from, list);
-  }
   return (link) => {
     if (!complete) return true;
+    // Only links that carry every kind of write this one does.
+    const next = new Map<string, string[]>();
+    for (const e of edges) {
+      if (![...link.ops].every((op) => e.ops.includes(op))) continue;
+      const from = node(e.source, e.src);
+      const list = next.get(from) ?? [];
+      list.push(node(e.destination, e.dst));
+      next.set(from, list);
+    }
     const target = node(link.source, link.src);
     const seen = new Set<string>();
     const queue = [node(link.destination, link.dst)];

@@ -10,7 +10,7 @@
 //   - lww: the later `ts` wins; on equal `ts` (two servers, one second, one counter), the larger
 //     origin UUID;
 //   - prefer: a version from the preferred server beats any other; two others by lww.
-// Both are total orders: whatever order a server meets the versions in, it ends on the greatest.
+// Both are total orders, so that two servers comparing the same two versions pick the same one.
 
 import { Timestamp } from 'mongodb';
 

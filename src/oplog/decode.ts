@@ -19,8 +19,8 @@
 import type { Document, Timestamp } from 'mongodb';
 import { UnsupportedOplogEntryError } from '../errors.ts';
 import { deleteKey, loggedMarkerDeletes } from '../replicate/marker-deletes.ts';
-import { MARKER_NAMESPACE, markerOrigin } from '../replicate/tag.ts';
-import type { Change, CrudOp, OplogEntry } from './entry.ts';
+import { carriedTag, MARKER_NAMESPACE, markerOrigin } from '../replicate/tag.ts';
+import { documentId, type Change, type CrudOp, type OplogEntry } from './entry.ts';
 
 /** A command entry the decoder did not replicate, for the caller to report. */
 export interface SkippedCommand {
@@ -169,13 +169,28 @@ function attributed(ops: readonly UnrolledOp[], entry: OplogEntry): Change[] {
       return;
     }
     const c = withPreImage(change(op, entry, seq, origin), op.ui, op.entryTs, op.index);
-    if (op.op === 'd' && origin !== undefined) {
-      const tag = deletes?.get(deleteKey(op.o._id));
+    if (origin !== undefined) {
+      const tag = op.op === 'd' ? deletes?.get(deleteKey(op.o._id)) : carriedTag(op) === undefined ? earlierTag(ops, seq) : undefined;
       if (tag !== undefined) c.tag = tag;
     }
     changes.push(c);
   });
   return changes;
+}
+
+/**
+ * The tag of an earlier write of mmm's on the same document in the same run of one origin: a
+ * transaction that writes a document twice gives both writes one tag, which the second then
+ * leaves out of its diff. Looked for only then (rare), going back to the run's marker.
+ */
+function earlierTag(ops: readonly UnrolledOp[], seq: number): string | undefined {
+  const key = deleteKey(documentId(ops[seq]!));
+  for (let k = seq - 1; k >= 0; k--) {
+    const op = ops[k]!;
+    if (op.ns === MARKER_NAMESPACE) return undefined;
+    if (op.ns === ops[seq]!.ns && deleteKey(documentId(op)) === key) return carriedTag(op) ?? earlierTag(ops, k);
+  }
+  return undefined;
 }
 
 /** An operation of an `applyOps`, with its place: the entry holding it, and its index there (none when nested deeper). */

@@ -50,7 +50,10 @@ export interface Change extends CrudOp {
   origin?: string;
   /** Where the source keeps the document as it was before this update or delete, if it keeps it. */
   preImage?: PreImageKey;
-  /** A delete mmm made: the tag its marker lists for it (../replicate/tag.ts). */
+  /**
+   * A write of mmm's whose data carries no tag: a delete (the tag its marker lists,
+   * ../replicate/marker-deletes.ts), or a transaction's second write of one document (the first's).
+   */
   tag?: string;
 }
 

@@ -120,7 +120,7 @@ function commandWarnings(cmd: SkippedCommand, linked: ReadonlySet<string>, sourc
       if (!ns) return [];
       const options = Object.keys(o).filter((k) => k !== 'collMod');
       // Pre-images are mmm's own doing, on every server whose links resolve conflicts (../conflict/preimages.ts).
-      if (options.length === 1 && options[0] === 'changeStreamPreAndPostImages') return [];
+      if (options.length === 1 && options[0] === 'changeStreamPreAndPostImages' && o.changeStreamPreAndPostImages?.enabled === true) return [];
       return [warn(ns, `collMod of ${ns} (${options.join(', ')}) is not replicated: the collection's options changed on ${source} only; run it on every server`)];
     }
     case 'createIndexes':

@@ -131,6 +131,8 @@ class DestinationRun {
   /** The primary the links were read from: with links in `local`, another one has none of them. */
   private primary: string | undefined;
   private restarting = false;
+  /** Each server's links as last read: for a server that does not answer (topologyLinks). */
+  private readonly knownLinks = new Map<string, LinkEdge[]>();
 
   constructor(private readonly options: DestinationRunOptions) {}
 
@@ -203,7 +205,7 @@ class DestinationRun {
     const { edges, complete } = await this.topologyLinks();
     const wayBack = hasWayBack(edges, complete);
     const { destination } = this.options;
-    const resolves = (sourceId: string, link: Link) => wayBack({ source: sourceId, destination: destination.id, src: link.src, dst: link.dst });
+    const resolves = (sourceId: string, link: Link) => wayBack({ source: sourceId, destination: destination.id, src: link.src, dst: link.dst, ops: link.ops });
     // `created` tells a link made again (its `since` new) from the same link, whose `since` a
     // checkpoint of ours removed: that is no change. A copy that ends (`copying` goes) is one.
     // So is a change elsewhere that gives one of ours a way back, or takes it away.
@@ -214,8 +216,9 @@ class DestinationRun {
   }
 
   /**
-   * Every link of the topology, read from each server (../conflict/scope.ts); `complete` is
-   * false when a server could not be read.
+   * Every link of the topology, read from each server (../conflict/scope.ts). A server that
+   * cannot be read counts with the links it had when last read (so that a server away does not
+   * change which links resolve); `complete` is false when one was never read.
    */
   private async topologyLinks(): Promise<{ edges: LinkEdge[]; complete: boolean }> {
     const { topology, destination } = this.options;
@@ -223,6 +226,7 @@ class DestinationRun {
     let complete = true;
     await Promise.all(
       topology.servers.map(async (server) => {
+        const own: LinkEdge[] = [];
         try {
           const sources = async () => {
             if (server.id === destination.id) return this.store.sources();
@@ -230,11 +234,15 @@ class DestinationRun {
           };
           // A server away is not waited for: its links count as unknown.
           for (const config of await within(TOPOLOGY_READ_MS, sources())) {
-            for (const link of config.links) edges.push({ source: config.sourceId, destination: server.id, src: link.src, dst: link.dst });
+            for (const link of config.links) own.push({ source: config.sourceId, destination: server.id, src: link.src, dst: link.dst, ops: link.ops });
           }
+          this.knownLinks.set(server.id, own);
         } catch {
-          complete = false;
+          const known = this.knownLinks.get(server.id);
+          if (known === undefined) complete = false;
+          else own.push(...known);
         }
+        edges.push(...own);
       }),
     );
     return { edges, complete };

@@ -139,6 +139,8 @@ export class SourceLoop {
       refused: new RefusedWrites(destinationClient, source.id, settings.writeConcern),
       onRefused: settings.onRefused,
       maxTimeMS: settings.maxTimeMS,
+      // A server this loop writes may relay these deletes to one that resolves conflicts.
+      listDeletes: settings.conflicts.kind !== 'off',
       ...(this.resolving.length > 0
         ? { resolver: new ConflictResolver({ destinationId: options.destination.id, sourceId: source.id, policy: settings.conflicts }) }
         : {}),
@@ -324,9 +326,11 @@ export class SourceLoop {
         const decoded = decoder.decode(entries);
         if (scanned) decoder.passed(scanned);
         this.reportCommands(decoded);
-        const writes = await this.plan(decoded.changes.flatMap((change) => this.router.route(change)));
+        const { writes, preImageBytes } = await this.plan(decoded.changes.flatMap((change) => this.router.route(change)));
         const lastWall = entries[entries.length - 1]!.wall;
-        const batch: ReadBatch = { idle: false, weight: entries.length, bytes, writes, safe: decoder.safePosition, ...(lastWall ? { lastWall } : {}) };
+        // The pre-images count as what is held ahead, with the entries (a small update of a large document brings it whole).
+        const held = bytes + preImageBytes;
+        const batch: ReadBatch = { idle: false, weight: entries.length, bytes: held, writes, safe: decoder.safePosition, ...(lastWall ? { lastWall } : {}) };
         if (!(await queue.push(batch))) return;
       }
       queue.end();
@@ -336,18 +340,20 @@ export class SourceLoop {
   }
 
   /** The writes that replay `routed`; those of links that resolve conflicts carry their check, with the source's pre-images. */
-  private async plan(routed: readonly RoutedChange[]): Promise<DestinationWrite[]> {
+  private async plan(routed: readonly RoutedChange[]): Promise<{ writes: DestinationWrite[]; preImageBytes: number }> {
     const writes = routed.map((r) => planWrite(r.change, r.ns, r.tag, r.origin));
-    if (!routed.some((r) => r.resolve)) return writes;
+    if (!routed.some((r) => r.resolve)) return { writes, preImageBytes: 0 };
     const keys = routed.flatMap((r) => (r.resolve && r.change.preImage ? [r.change.preImage] : []));
     const images = await readPreImages(this.options.sourceClient, keys);
+    let preImageBytes = 0;
+    for (const image of images.values()) preImageBytes += image.length;
     routed.forEach((r, k) => {
       if (!r.resolve) return;
       const version = parseTag(r.tag)!;
       const { change } = r;
       writes[k]!.check = { version, base: change.op === 'i' ? null : change.preImage && images.get(preImageId(change.preImage)) };
     });
-    return writes;
+    return { writes, preImageBytes };
   }
 
   /** DDL and time-series writes are not replicated; say so when they touch a replicated namespace. */
