@@ -1,0 +1,307 @@
+// Conflicts at the edges the review found (README, "Conflicts", limits): a user's transaction
+// writing one document twice, relayed around a ring; `_id`s equal in value but not in BSON type;
+// a link with no way back for its updates; a document too large for a record to hold both
+// versions; and a restart replaying writes the destination already holds (which must not read
+// the destination's oplog once per write).
+//
+// One cluster of three servers, each case in its own namespace with its own links. The
+// concurrent writes of a case are made while no `run` runs (so neither can have seen the other),
+// after a first `run` has turned pre-images on and given every loop a checkpoint; then `run`
+// starts, settles, and the servers' documents are compared as bytes, `__mmm` aside.
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { BSON, Double, Int32, type Collection, type Document, type MongoClient, type Timestamp } from 'mongodb';
+import { pino } from 'pino';
+import { ReplicationConfigStore } from '../src/config/store.ts';
+import type { Logger } from '../src/log.ts';
+import type { LoopReport } from '../src/replicate/runner.ts';
+import {
+  conflictRecords,
+  differences,
+  showRecord,
+  showVersion,
+  untagged,
+  untaggedAll,
+  untaggedDoc,
+  type ConflictRecord,
+  type Difference,
+  type WriteVersion,
+} from './support/conflict-load.ts';
+import { splitTag } from './support/bson.ts';
+import { addLink, eventually, settle, startCluster, startMmm, type Cluster, type RunningMmm } from './support/replication.ts';
+
+const A = 'server_a';
+const B = 'server_b';
+const C = 'server_c';
+const SERVERS = [A, B, C];
+
+const RING_TXN = 'edges.ring_txn';
+const NUMERIC_ID = 'edges.numeric_id';
+const ONE_WAY_UPDATES = 'edges.one_way_updates';
+const BIG = 'edges.big';
+const REPLAY = 'edges.replay';
+
+let cluster: Cluster;
+let clients: Map<string, MongoClient>;
+let mmm: RunningMmm | undefined;
+
+before(async () => {
+  cluster = await startCluster(3);
+  const { topology } = cluster;
+  clients = cluster.clients;
+  const link = (src: string, dst: string, ns: string, ops = 'iud') => addLink(topology, clients, `${src}/${ns}`, `${dst}/${ns}`, ops);
+  await link(A, B, RING_TXN);
+  await link(B, C, RING_TXN);
+  await link(C, A, RING_TXN);
+  for (const ns of [NUMERIC_ID, BIG, REPLAY]) {
+    await link(A, B, ns);
+    await link(B, A, ns);
+  }
+  // B -> A carries inserts only: no way back for A's updates, so A -> B is a replica's link.
+  await link(A, B, ONE_WAY_UPDATES, 'iud');
+  await link(B, A, ONE_WAY_UPDATES, 'i');
+  // The first run turns pre-images on and starts every loop at its source's newest entry: a run
+  // started later applies all that was written meanwhile, checked against those pre-images.
+  await startRun();
+  await settle(topology, clients);
+});
+
+after(async () => {
+  await mmm?.stop();
+  await cluster?.close();
+});
+
+const idOf = (server: string) => cluster.topology.byName(server)!.id;
+const client = (server: string) => clients.get(server)!;
+function collection(server: string, ns: string): Collection<Document> {
+  const [db, name] = ns.split(/\.(.*)/s) as [string, string];
+  return client(server).db(db).collection(name);
+}
+
+function startRun(logger?: Logger): void {
+  assert.equal(mmm, undefined, 'no run is running');
+  mmm = startMmm(cluster.topology, logger ? { logger } : {});
+}
+
+/** Stops `run`, and fails unless every loop ran until stopped. */
+async function stopRun(): Promise<LoopReport[]> {
+  const reports = await mmm!.stop();
+  mmm = undefined;
+  const failed = reports.flatMap((r) => (r.outcome.state === 'failed' ? [`loop ${r.source} -> ${r.destination} failed: ${r.outcome.error.message}`] : []));
+  assert.deepEqual(failed, [], 'every loop of run ran until stopped');
+  return reports;
+}
+
+/** Runs `setup` (writes on the servers) with `run` running and settles it, then stops `run`: what is written next is concurrent. */
+async function prepare(setup: () => Promise<unknown>): Promise<void> {
+  if (!mmm) startRun();
+  await setup();
+  await settle(cluster.topology, clients);
+  await stopRun();
+}
+
+/**
+ * Starts `run` and waits until it has applied everything, and `servers` hold the same bytes of
+ * `ns`. If not, stops it and fails with what differs and how each loop that failed failed (a
+ * loop carries every namespace of its source: the next case starts a new run).
+ */
+async function replicate(ns: string, servers: string[], logger?: Logger): Promise<void> {
+  startRun(logger);
+  let diff: Difference[] = [];
+  try {
+    await settle(cluster.topology, clients);
+    await eventually(`${ns} the same on ${servers.join(', ')}`, async () => (diff = await sameEverywhere(servers, ns)).length === 0, 10_000);
+  } catch (err) {
+    const reports = await mmm!.stop();
+    mmm = undefined;
+    const failed = reports.flatMap((r) => (r.outcome.state === 'failed' ? [`loop ${r.source} -> ${r.destination} failed: ${r.outcome.error.message}`] : []));
+    assert.fail([`${ns}: ${(err as Error).message}`, ...diff.map((d) => d.text), ...failed].join('\n'));
+  }
+}
+
+async function sameEverywhere(servers: string[], ns: string): Promise<Difference[]> {
+  const copies = new Map<string, Map<string, Buffer>>();
+  for (const s of servers) copies.set(s, await untaggedAll(collection(s, ns)));
+  return differences(copies);
+}
+
+/** A user's write as its server logged it: its version, and the document it left, without `__mmm`. */
+interface Written {
+  version: WriteVersion;
+  doc: Buffer | null;
+}
+
+/**
+ * Makes `write` on `server`, no `run` running, and reads its time from that server's oplog: the
+ * newest entry on `ns`, plain or inside a transaction's `applyOps`.
+ */
+async function write(server: string, ns: string, id: unknown, write: (c: Collection<Document>) => Promise<unknown>): Promise<Written> {
+  const oplog = client(server).db('local').collection('oplog.rs');
+  const newestBefore = (await oplog.find().sort({ $natural: -1 }).limit(1).next())!.ts as Timestamp;
+  await write(collection(server, ns));
+  const entry = await oplog.find({ ts: { $gt: newestBefore }, $or: [{ ns }, { 'o.applyOps.ns': ns }] }).sort({ $natural: -1 }).limit(1).next();
+  assert.ok(entry, `the write on ${server} to ${ns} was logged`);
+  return { version: { ts: entry.ts as Timestamp, origin: idOf(server) }, doc: await untagged(collection(server, ns), id) };
+}
+
+/** Waits until this machine's clock (every server's oplog clock here) is past the second of `ts`: a write made next has a later time. */
+async function nextSecondAfter(ts: Timestamp | null): Promise<void> {
+  while (Date.now() < (ts!.t + 1) * 1000) await sleep(10);
+}
+
+/** Bytes as canonical Extended JSON: numeric types shown (`$numberInt`, `$numberDouble`). */
+const typed = (bytes: Buffer | null) => (bytes ? BSON.EJSON.stringify(BSON.deserialize(bytes, { promoteValues: false }), { relaxed: false }) : 'absent');
+
+/** Every record each server keeps of `ns`, by server. */
+async function recordsByServer(ns: string): Promise<Map<string, ConflictRecord[]>> {
+  return new Map(await Promise.all(SERVERS.map(async (s) => [s, await conflictRecords(client(s), ns)] as const)));
+}
+
+const shownRecords = (records: Map<string, ConflictRecord[]>) => [...records].flatMap(([s, rs]) => rs.map((r) => `${s}: ${showRecord(r)}`));
+
+test('ring A -> B -> C -> A: a transaction on A writing one document twice loses to a later write on C, on all three, and A keeps it with its own time', async () => {
+  const id = 'txn';
+  await prepare(() => collection(A, RING_TXN).insertOne({ _id: id as never, f: new Int32(0), g: new Int32(0) }));
+  const onA = await write(A, RING_TXN, id, async (c) => {
+    const session = client(A).startSession();
+    try {
+      await session.withTransaction(async () => {
+        await c.updateOne({ _id: id as never }, { $set: { f: new Int32(1) } }, { session });
+        await c.updateOne({ _id: id as never }, { $set: { g: new Int32(1) } }, { session });
+      });
+    } finally {
+      await session.endSession();
+    }
+  });
+  await nextSecondAfter(onA.version.ts);
+  const onC = await write(C, RING_TXN, id, (c) => c.updateOne({ _id: id as never }, { $set: { h: new Int32(1) } }));
+  // B relays A's writes once `run` starts, in a later second than C's write: a relayed version
+  // made of B's clock, not A's, would win over C's.
+  await nextSecondAfter(onC.version.ts);
+  await replicate(RING_TXN, SERVERS);
+
+  for (const s of SERVERS) {
+    const final = await untagged(collection(s, RING_TXN), id);
+    assert.equal(typed(final), typed(onC.doc), `${s} holds C's whole document`);
+  }
+  const records = await recordsByServer(RING_TXN);
+  const all = shownRecords(records);
+  assert.equal(all.length, 1, `one record in all: ${all.join(' ')}`);
+  const [record] = records.get(A)!;
+  assert.ok(record, `A keeps the record: ${all.join(' ')}`);
+  assert.deepEqual(
+    { id: record.id, source: record.source, won: showVersion(record.won), lost: showVersion(record.lost) },
+    { id, source: idOf(C), won: showVersion(onC.version), lost: showVersion(onA.version) },
+    `C's write won over A's transaction, at the transaction's time on A: ${all.join(' ')}`,
+  );
+  assert.equal(typed(untaggedDoc(record.won.doc)), typed(onC.doc), "the record's winning document");
+  assert.equal(typed(untaggedDoc(record.lost.doc)), typed(onA.doc), "the record's losing document: A's after its transaction");
+});
+
+test('_id 1 as an int32 on A and 1.0 as a double on B, inserted concurrently: one document on each, the same bytes, the loser kept on its side', async () => {
+  await prepare(async () => undefined);
+  const onA = await write(A, NUMERIC_ID, new Int32(1), (c) => c.insertOne({ _id: new Int32(1) as never, from: 'a' }));
+  await nextSecondAfter(onA.version.ts);
+  const onB = await write(B, NUMERIC_ID, new Double(1), (c) => c.insertOne({ _id: new Double(1) as never, from: 'b' }));
+  await replicate(NUMERIC_ID, [A, B]);
+
+  for (const s of [A, B]) {
+    const docs = (await collection(s, NUMERIC_ID).find({}, { raw: true }).toArray()) as unknown as Buffer[];
+    assert.deepEqual(docs.map((d) => typed(splitTag(d).rest)), [typed(onB.doc)], `${s} holds B's later document alone, its _id a double`);
+  }
+  const records = await recordsByServer(NUMERIC_ID);
+  const all = shownRecords(records);
+  assert.equal(all.length, 1, `one record in all: ${all.join(' ')}`);
+  const [record] = records.get(A)!;
+  assert.ok(record, `A, whose insert lost, keeps the record: ${all.join(' ')}`);
+  assert.deepEqual(
+    { source: record.source, won: showVersion(record.won), lost: showVersion(record.lost) },
+    { source: idOf(B), won: showVersion(onB.version), lost: showVersion(onA.version) },
+  );
+  assert.equal(typed(untaggedDoc(record.lost.doc)), typed(onA.doc), "the record's losing document: A's, its _id an int32");
+  assert.equal(typed(untaggedDoc(record.won.doc)), typed(onB.doc), "the record's winning document");
+});
+
+test("updates with no way back (B -> A carries inserts only): A -> B is a replica's link, and B takes A's update over its own later one, unrecorded", async () => {
+  const id = 'one way';
+  await prepare(() => collection(A, ONE_WAY_UPDATES).insertOne({ _id: id as never, f: new Int32(0) }));
+  const onA = await write(A, ONE_WAY_UPDATES, id, (c) => c.updateOne({ _id: id as never }, { $set: { f: 'a' } }));
+  await nextSecondAfter(onA.version.ts);
+  await write(B, ONE_WAY_UPDATES, id, (c) => c.updateOne({ _id: id as never }, { $set: { f: 'b' } }));
+  await replicate(ONE_WAY_UPDATES, [A, B]);
+
+  for (const s of [A, B]) assert.equal(typed(await untagged(collection(s, ONE_WAY_UPDATES), id)), typed(onA.doc), `${s} holds A's value`);
+  assert.deepEqual(shownRecords(await recordsByServer(ONE_WAY_UPDATES)), [], 'no conflict recorded anywhere');
+});
+
+test('a 9 MB document updated on both: the run goes on, both converge, and the loser keeps its version alone (the winner left out)', async () => {
+  const id = 'big';
+  const blob = 'x'.repeat(9 * 1024 * 1024);
+  await prepare(() => collection(A, BIG).insertOne({ _id: id as never, blob, n: new Int32(0) }));
+  const onA = await write(A, BIG, id, (c) => c.updateOne({ _id: id as never }, { $set: { n: 'a' } }));
+  await nextSecondAfter(onA.version.ts);
+  const onB = await write(B, BIG, id, (c) => c.updateOne({ _id: id as never }, { $set: { n: 'b' } }));
+  await replicate(BIG, [A, B]);
+
+  let ended: LoopReport[] | undefined;
+  void mmm!.done.then((reports) => (ended = reports));
+  await settle(cluster.topology, clients);
+  assert.equal(ended, undefined, 'run is still running');
+  const reports = await stopRun();
+  assert.deepEqual(
+    reports.map((r) => `${r.source} -> ${r.destination}: ${r.outcome.state}`),
+    reports.map((r) => `${r.source} -> ${r.destination}: stopped`),
+    'every loop ran until stopped',
+  );
+  for (const s of [A, B]) assert.ok((await untagged(collection(s, BIG), id))!.equals(onB.doc!), `${s} holds B's later document`);
+  const records = await recordsByServer(BIG);
+  const all = [...records].flatMap(([s, rs]) => rs.map((r) => `${s}: ${showVersion(r.lost)} lost to ${showVersion(r.won)}`));
+  assert.equal(all.length, 1, `one record in all: ${all.join(' ')}`);
+  const [record] = records.get(A)!;
+  assert.ok(record, `A, whose update lost, keeps the record: ${all.join(' ')}`);
+  assert.deepEqual(
+    { omitted: record.omitted, wonDoc: record.won.doc, won: showVersion(record.won), lost: showVersion(record.lost) },
+    { omitted: ['won'], wonDoc: null, won: showVersion(onB.version), lost: showVersion(onA.version) },
+  );
+  assert.ok(untaggedDoc(record.lost.doc)!.equals(onA.doc!), "the record's losing document is A's whole document");
+});
+
+test('a restart replaying 500 updates B already holds: both the same, no conflict recorded or logged, no oplog scan per write', async () => {
+  const store = new ReplicationConfigStore(client(B));
+  const ids = Array.from({ length: 500 }, (_, k) => k);
+  if (!mmm) startRun();
+  await collection(A, REPLAY).insertMany(ids.map((k) => ({ _id: k as never, v: new Int32(0) })));
+  await settle(cluster.topology, clients);
+  const beforeUpdates = (await store.checkpoint(idOf(A)))!;
+  const updated = await collection(A, REPLAY).updateMany({}, { $set: { v: new Int32(1) } });
+  assert.equal(updated.modifiedCount, ids.length);
+  await settle(cluster.topology, clients);
+  const afterUpdates = (await store.checkpoint(idOf(A)))!;
+  await stopRun();
+  assert.deepEqual((await sameEverywhere([A, B], REPLAY)).map((d) => d.text), [], 'B has applied the updates');
+
+  // As if B had committed the updates but not the checkpoint after them.
+  await store.saveCheckpoint(idOf(A), beforeUpdates);
+  const lines: Document[] = [];
+  const logger = pino({ level: 'debug' }, new Writable({ write: (chunk, _enc, done) => (lines.push(JSON.parse(String(chunk)) as Document), done()) }));
+  // A document's last write is looked for in B's oplog by a collection scan (not tailable); a
+  // replay the documents' tags settle needs none per write. Waited for on B's checkpoint (read
+  // by _id), not with settle, which scans the oplogs itself.
+  const scans = async () => Number((await client(B).db('admin').command({ serverStatus: 1 })).metrics.queryExecutor.collectionScans.nonTailable);
+  const scansBefore = await scans();
+  startRun(logger);
+  await eventually('B to replay the updates', async () => !(await store.checkpoint(idOf(A)))!.lessThan(afterUpdates));
+  const scansMade = (await scans()) - scansBefore;
+  await settle(cluster.topology, clients);
+  await stopRun();
+
+  assert.deepEqual((await sameEverywhere([A, B], REPLAY)).map((d) => d.text), [], 'A and B the same');
+  assert.equal(await collection(B, REPLAY).countDocuments({ v: new Int32(1) }), ids.length, 'B holds every update');
+  assert.deepEqual(shownRecords(await recordsByServer(REPLAY)), [], 'no conflict recorded');
+  assert.deepEqual(lines.filter((l) => String(l.msg).startsWith('conflict:')), [], 'no conflict logged');
+  assert.deepEqual(lines.filter((l) => Number(l.level) >= 40), [], 'no warning at all (no oplog scan given up, no write unchecked)');
+  // A run's start makes a few scans of B whatever it replays; one per replayed write is 500 more.
+  assert.ok(scansMade < ids.length / 10, `B was scanned ${scansMade} times while ${ids.length} updates were replayed`);
+});
