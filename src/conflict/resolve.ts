@@ -88,7 +88,9 @@ export class ConflictResolver {
       };
       const check = w.check;
       if (check === undefined) {
+        // A link that does not resolve, into the same collection: what it writes is not known.
         keep(w);
+        if (states.size > 0) states.set(documentKey(w.ns, w.id), { kind: 'unknown' });
         continue;
       }
       const key = documentKey(w.ns, w.id);
