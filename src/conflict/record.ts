@@ -58,9 +58,14 @@ function fitted(record: ConflictRecord): ConflictRecord {
   return record;
 }
 
-/** Creates the collection and its index (newest first) before any transaction writes it. */
+/**
+ * Creates the collection and its indexes before any transaction writes it: newest first (for
+ * `mmm conflicts`), and by source (for the counts of `mmm status`).
+ */
 export async function prepareConflicts(client: MongoClient): Promise<void> {
-  await client.db(MMM_DATABASE).collection(CONFLICTS_COLLECTION).createIndex({ at: -1 });
+  const conflicts = client.db(MMM_DATABASE).collection(CONFLICTS_COLLECTION);
+  await conflicts.createIndex({ at: -1 });
+  await conflicts.createIndex({ source: 1 });
 }
 
 export function conflictsCollection(client: MongoClient) {
