@@ -11,6 +11,10 @@
 // every insert as an upsert of the whole document; an update's oplog form already holds
 // resulting values (OPLOG.md), a delete of a missing document deletes nothing.
 //
+// With a resolver (../conflict/resolve.ts), a transaction first reads the documents its checked
+// writes meet, and applies, drops or rewrites each of them as the conflict rule says; the
+// conflicts it keeps are written in the same transaction, so they hold exactly when it commits.
+//
 // A process that dies in the middle of a batch cannot harm the replay that follows it: its
 // writes only count once its transaction commits, which takes a command it can no longer
 // send; a transaction that committed did so before the new process wrote (two transactions
@@ -346,7 +350,7 @@ export async function writeMarker(client: MongoClient, session: ClientSession, _
   await markers.updateOne({ _id }, update, { upsert: true, session, maxTimeMS });
 }
 
-/** The tags of the deletes in the run of one origin that starts at `start`, for its marker (../replicate/tag.ts). */
+/** The tags of the deletes in the run of one origin that starts at `start`, for its marker (../replicate/marker-deletes.ts). */
 function deletesOfRun(writes: readonly DestinationWrite[], start: number): string | undefined {
   const origin = writes[start]!.origin;
   const deletes: Array<[unknown, string]> = [];
