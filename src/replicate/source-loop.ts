@@ -349,8 +349,9 @@ export class SourceLoop {
     for (const image of images.values()) preImageBytes += image.length;
     routed.forEach((r, k) => {
       if (!r.resolve) return;
-      const version = parseTag(r.tag)!;
       const { change } = r;
+      // Every tag the router gives parses; the fallback is the version the tag would name.
+      const version = parseTag(r.tag) ?? { origin: r.origin, ts: change.ts };
       writes[k]!.check = { version, base: change.op === 'i' ? null : change.preImage && images.get(preImageId(change.preImage)) };
     });
     return { writes, preImageBytes };
