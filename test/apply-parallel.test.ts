@@ -80,7 +80,7 @@ test('a write refused after regrouping makes the batch go again in oplog order, 
   // before the delete of 1 and hit the unique index.
   const writes = [del(1, 'db.unique'), ins(2, { email: 'x@example.com' }, 'db.unique'), ins(3, { email: 'y@example.com' }, 'db.unique')];
   const stats = await applyInParallel(client, writes, options(1));
-  assert.deepEqual(stats, { inserted: 2, updated: 0, deleted: 1, missed: 0, failed: 0, conflicts: 0 });
+  assert.deepEqual(stats, { inserted: 2, updated: 0, deleted: 1, missed: 0, failed: 0, conflicts: 0, lost: 0 });
   assert.deepEqual(await coll.find({}, { projection: { __mmm: 0 } }).sort({ _id: 1 }).toArray(), [
     { _id: 2, email: 'x@example.com' },
     { _id: 3, email: 'y@example.com' },
@@ -93,7 +93,7 @@ test('inserts are written as inserts; a replay meeting their documents writes it
   const counters = async () => (await client.db('admin').command({ serverStatus: 1 })).opcounters as { insert: number; update: number };
   const before = await counters();
   const writes = [ins(1, { v: 0 }, 'db.replay'), ins(2, { v: 0 }, 'db.replay'), upd(1, { v: 1 }, 'db.replay'), ins(3, { v: 0 }, 'db.replay')];
-  assert.deepEqual(await applyInParallel(client, writes, options(1)), { inserted: 3, updated: 1, deleted: 0, missed: 0, failed: 0, conflicts: 0 });
+  assert.deepEqual(await applyInParallel(client, writes, options(1)), { inserted: 3, updated: 1, deleted: 0, missed: 0, failed: 0, conflicts: 0, lost: 0 });
   // Three inserts; the marker and the update of 1 are the updates (an upsert counts as one).
   const first = await counters();
   assert.deepEqual([first.insert - before.insert, first.update - before.update], [3, 2]);
@@ -102,7 +102,7 @@ test('inserts are written as inserts; a replay meeting their documents writes it
   await coll.deleteOne({ _id: 3 });
   const replay = [...writes, upd(2, { w: 1 }, 'db.replay'), del(3, 'db.replay')];
   const stats = await applyInParallel(client, replay, options(1));
-  assert.deepEqual(stats, { inserted: 3, updated: 2, deleted: 1, missed: 0, failed: 0, conflicts: 0 });
+  assert.deepEqual(stats, { inserted: 3, updated: 2, deleted: 1, missed: 0, failed: 0, conflicts: 0, lost: 0 });
   assert.deepEqual(await coll.find({}, { projection: { __mmm: 0 } }).sort({ _id: 1 }).toArray(), [{ _id: 0 }, { _id: 1, v: 1 }, { _id: 2, v: 0, w: 1 }]);
   assert.equal(await client.db('mmm').collection('refused').countDocuments({ ns: 'db.replay' }), 0);
 });
@@ -113,7 +113,7 @@ test('an insert whose _id is taken and a unique index refused in the same transa
   await coll.insertMany([{ _id: 1, k: 'old' }, { _id: 9, k: 'taken' }]);
   const writes = [ins(1, { k: 'new' }, 'db.both'), ins(2, { k: 'taken' }, 'db.both'), ins(3, { k: 'c' }, 'db.both')];
   const stats = await applyInParallel(client, writes, options(1));
-  assert.deepEqual(stats, { inserted: 2, updated: 0, deleted: 0, missed: 0, failed: 1, conflicts: 0 });
+  assert.deepEqual(stats, { inserted: 2, updated: 0, deleted: 0, missed: 0, failed: 1, conflicts: 0, lost: 0 });
   assert.deepEqual(await coll.find({}, { projection: { __mmm: 0 } }).sort({ _id: 1 }).toArray(), [
     { _id: 1, k: 'new' },
     { _id: 3, k: 'c' },
@@ -187,7 +187,7 @@ test("a transaction too large for the destination's cache is applied in smaller 
   const writes = Array.from({ length: 40 }, (_, k) => ins(k, { big, k }, 'db.big'));
   writes.push(upd(0, { last: true }, 'db.big'));
   const stats = await applyInParallel(client, writes, options(1));
-  assert.deepEqual(stats, { inserted: 40, updated: 1, deleted: 0, missed: 0, failed: 0, conflicts: 0 });
+  assert.deepEqual(stats, { inserted: 40, updated: 1, deleted: 0, missed: 0, failed: 0, conflicts: 0, lost: 0 });
   assert.equal(await client.db('db').collection('big').countDocuments(), 40);
   assert.equal((await client.db('db').collection('big').findOne({ _id: 0 as never }))?.last, true);
   const commits = await client.db('local').collection('oplog.rs').countDocuments({ ts: { $gt: since }, 'o.applyOps.ns': 'mmm.writes' });

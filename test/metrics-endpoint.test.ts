@@ -97,15 +97,16 @@ test('run --metrics-port 0 serves moving counters, lag and the process defaults 
   await assert.rejects(fetch(run.logs('serving metrics')[0]!.url as string), 'the server closed with the run');
 });
 
-test("a batch's conflicts are counted for its loop", async () => {
+test("a batch's conflicts, and the writes that lost, are counted for its loop", async () => {
   const metrics = new ReplicationMetrics();
   const observer = metrics.observer({ destination: 'server_b', source: 'server_a' }, new LoopProgress());
-  const batch = (conflicts: number): BatchReport => ({ entries: 4, stats: { ...emptyStats(), updated: 4, conflicts }, checkpoint: new Timestamp({ t: 1, i: 1 }) });
-  observer.batch!(batch(3));
-  observer.batch!(batch(0));
-  observer.batch!(batch(2));
-  const { values } = await metrics.registry.getSingleMetric('mmm_conflicts_total')!.get();
-  assert.deepEqual(values.map((v) => [v.labels, v.value]), [[{ destination: 'server_b', source: 'server_a' }, 5]]);
+  const batch = (conflicts: number, lost: number): BatchReport => ({ entries: 4, stats: { ...emptyStats(), updated: 4, conflicts, lost }, checkpoint: new Timestamp({ t: 1, i: 1 }) });
+  observer.batch!(batch(3, 1));
+  observer.batch!(batch(0, 0));
+  observer.batch!(batch(2, 4));
+  const counted = async (name: string) => (await metrics.registry.getSingleMetric(name)!.get()).values.map((v) => [v.labels, v.value]);
+  assert.deepEqual(await counted('mmm_conflicts_total'), [[{ destination: 'server_b', source: 'server_a' }, 5]]);
+  assert.deepEqual(await counted('mmm_writes_lost_total'), [[{ destination: 'server_b', source: 'server_a' }, 5]]);
 });
 
 test('losing the source is counted as an error and a retry', async () => {

@@ -37,6 +37,9 @@ const TRANSIENT_CODES = new Set([
  * The server's error code of `err`, as a number. A command run with `promoteValues: false` (the
  * oplog tailer's cursor) gets its error's fields unpromoted too: then `code` is an Int32.
  */
+/** NamespaceExists: a collection created meanwhile, by another writer (or a user's first insert). */
+export const NAMESPACE_EXISTS = 48;
+
 export function serverErrorCode(err: unknown): number | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code === 'number') return code;

@@ -31,7 +31,7 @@ import { conflictsCollection } from '../conflict/record.ts';
 import { markerDeletes } from '../replicate/marker-deletes.ts';
 import { MARKER_COLLECTION, MMM_DATABASE, RUN_ID, type MarkerId } from '../replicate/tag.ts';
 import type { RefusedWrites } from './refused.ts';
-import { isTransient, serverErrorCode } from './transient.ts';
+import { isTransient, NAMESPACE_EXISTS, serverErrorCode } from './transient.ts';
 import { rebuildDocument, translateUpdate, type UpdateSpec } from './update.ts';
 
 interface WriteBase {
@@ -84,10 +84,12 @@ export interface ApplyStats {
   failed: number;
   /** Versions of the destination's that a concurrent write won over (each kept in `mmm.conflicts`). */
   conflicts: number;
+  /** Writes not applied because a concurrent version of the destination's won over them (its origin keeps the conflict). */
+  lost: number;
 }
 
 export function emptyStats(): ApplyStats {
-  return { inserted: 0, updated: 0, deleted: 0, missed: 0, failed: 0, conflicts: 0 };
+  return { inserted: 0, updated: 0, deleted: 0, missed: 0, failed: 0, conflicts: 0, lost: 0 };
 }
 
 export function addStats(a: ApplyStats, b: ApplyStats): ApplyStats {
@@ -98,6 +100,7 @@ export function addStats(a: ApplyStats, b: ApplyStats): ApplyStats {
     missed: a.missed + b.missed,
     failed: a.failed + b.failed,
     conflicts: a.conflicts + b.conflicts,
+    lost: a.lost + b.lost,
   };
 }
 
@@ -177,7 +180,6 @@ export async function prepareDestination(client: MongoClient, sourceId: string):
   return removed.deletedCount;
 }
 
-const NAMESPACE_EXISTS = 48;
 
 /**
  * Applies `writes`, in the order given, as one transaction on `lane` (a lane per concurrent
@@ -280,6 +282,7 @@ async function oneTransaction(
         stats = await statements(client, session, resolved?.writes ?? writes, options, lane, oneByOne, upsertInserts).catch((err: unknown) => {
           throw resolved ? namedAmong(err, resolved) : err;
         });
+        if (resolved) stats.lost = resolved.rejected;
         if (resolved && resolved.records.length > 0) {
           await conflictsCollection(client).insertMany(resolved.records, { session, maxTimeMS: options.maxTimeMS });
           stats.conflicts = resolved.records.length;

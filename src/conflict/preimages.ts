@@ -2,15 +2,15 @@
 // (`changeStreamPreAndPostImages`, 6.0+). With one, a destination can tell whether a write was
 // made on the document it holds (./resolve.ts). The source keeps them in
 // `config.system.preimages`, one per update or delete, until its oplog no longer holds the
-// entry; turning them on costs each update or delete on the source one more small write.
+// entry; turning them on costs each update or delete on the source one more write, of the
+// whole document.
 
 import { Long, type Binary, type Document, type MongoClient, type Timestamp } from 'mongodb';
-import { serverErrorCode } from '../apply/transient.ts';
+import { NAMESPACE_EXISTS, serverErrorCode } from '../apply/transient.ts';
 import { topLevelElements } from '../bson/raw.ts';
 import type { PreImageKey } from '../oplog/entry.ts';
 
 const NAMESPACE_NOT_FOUND = 26;
-const NAMESPACE_EXISTS = 48;
 
 /** Makes each collection keep pre-images from now on, creating it (empty) if it does not exist. */
 export async function keepPreImages(client: MongoClient, namespaces: readonly string[]): Promise<void> {

@@ -34,6 +34,12 @@ export class ReplicationMetrics {
     labelNames: LOOP_LABELS,
     registers: [this.registry],
   });
+  private readonly lost = new Counter({
+    name: 'mmm_writes_lost_total',
+    help: "Writes from the source not applied: a concurrent version of the destination's won over them (their origin keeps the conflict)",
+    labelNames: LOOP_LABELS,
+    registers: [this.registry],
+  });
   private readonly entries = new Counter({
     name: 'mmm_oplog_entries_read_total',
     help: 'Source oplog entries read, replicated or not',
@@ -106,6 +112,7 @@ export class ReplicationMetrics {
     for (const op of ['i', 'u', 'd']) this.applied.inc({ ...labels, op }, 0);
     this.missed.inc(labels, 0);
     this.conflicts.inc(labels, 0);
+    this.lost.inc(labels, 0);
     this.entries.inc(labels, 0);
     this.batchEntries.zero(labels);
     for (const kind of ['transient', 'fatal', 'refused_write']) this.errors.inc({ ...labels, kind }, 0);
@@ -126,6 +133,7 @@ export class ReplicationMetrics {
         this.applied.inc({ ...labels, op: 'd' }, stats.deleted);
         this.missed.inc(labels, stats.missed);
         this.conflicts.inc(labels, stats.conflicts);
+        this.lost.inc(labels, stats.lost);
         this.errors.inc({ ...labels, kind: 'refused_write' }, stats.failed);
         this.entries.inc(labels, report.entries);
         this.batchEntries.observe(labels, report.entries);

@@ -12,7 +12,7 @@
 
 import { BSON, type AnyBulkWriteOperation, type Document, type Filter, type MongoClient, type Timestamp, type WriteConcernSettings } from 'mongodb';
 import { EXACT_DECODE, keyElements, orderedDocument, withoutElement, type OrderedDocument } from '../bson/raw.ts';
-import { serverErrorCode } from '../apply/transient.ts';
+import { NAMESPACE_EXISTS, serverErrorCode } from '../apply/transient.ts';
 import { writeMarker } from '../apply/writer.ts';
 import type { Namespace } from '../namespace.ts';
 import { readDocuments, sameBytes } from './documents.ts';
@@ -60,7 +60,6 @@ export const REPAIR_DEFAULTS = { writeConcern: { w: 'majority' }, maxTimeMS: 60_
  * process only (its `_id` holds RUN_ID), so it never shares a marker with a loop.
  */
 const REPAIR_LANE = 0;
-const NAMESPACE_EXISTS = 48;
 
 function emptyCounts(): RepairCounts {
   return { replaced: 0, inserted: 0, deleted: 0, changed: 0, unwritable: 0 };
