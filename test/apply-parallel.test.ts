@@ -6,7 +6,7 @@ import { after, before, test } from 'node:test';
 import { Double, Int32, Long, Timestamp, type MongoClient } from 'mongodb';
 import { applyInParallel, documentKey, partition, phases, type ParallelApplyOptions } from '../src/apply/parallel.ts';
 import { RefusedWrites } from '../src/apply/refused.ts';
-import { APPLY_DEFAULTS, planWrite, type DestinationWrite } from '../src/apply/writer.ts';
+import { APPLY_DEFAULTS, planWrite, WHOLE_ATTEMPTS, type DestinationWrite } from '../src/apply/writer.ts';
 import { RefusedWriteError } from '../src/errors.ts';
 import { silentLogger } from '../src/log.ts';
 import { makeTag } from '../src/replicate/tag.ts';
@@ -62,7 +62,7 @@ function options(partitions: number, onRefused: 'keep' | 'stop' = 'keep'): Paral
 }
 
 before(async () => {
-  [set] = (await startReplicaSets(1)) as [ReplicaSet];
+  [set] = (await startReplicaSets(1, { args: ['--setParameter', 'enableTestCommands=1'] })) as [ReplicaSet];
   client = set.client();
   await client.connect();
 });
@@ -192,4 +192,28 @@ test("a transaction too large for the destination's cache is applied in smaller 
   assert.equal((await client.db('db').collection('big').findOne({ _id: 0 as never }))?.last, true);
   const commits = await client.db('local').collection('oplog.rs').countDocuments({ ts: { $gt: since }, 'o.applyOps.ns': 'mmm.writes' });
   assert.ok(commits > 1, `${commits} transaction(s)`);
+});
+
+test('a transaction that keeps meeting write conflicts is applied in halves, in order, instead of retried whole for minutes', async () => {
+  // A large transaction under cache pressure fails its commit with WriteConflict, again and
+  // again: here the commit fails so exactly as often as a transaction is tried whole.
+  const since = (await client.db('local').collection('oplog.rs').find().sort({ $natural: -1 }).limit(1).next())!.ts;
+  const writes = Array.from({ length: 10 }, (_, k) => ins(k, { k }, 'db.contended'));
+  writes.push(upd(9, { last: true }, 'db.contended'));
+  const data = { failCommands: ['commitTransaction'], errorCode: 112, errorLabels: ['TransientTransactionError'] };
+  await client.db('admin').command({ configureFailPoint: 'failCommand', mode: { times: WHOLE_ATTEMPTS }, data });
+  try {
+    const stats = await applyInParallel(client, writes, options(1));
+    assert.equal(stats.inserted, 10);
+    assert.equal(stats.updated, 1);
+  } finally {
+    await client.db('admin').command({ configureFailPoint: 'failCommand', mode: 'off' });
+  }
+  assert.deepEqual(
+    await client.db('db').collection('contended').find().sort({ _id: 1 }).toArray(),
+    Array.from({ length: 10 }, (_, k) => ({ _id: k, k, __mmm: tag, ...(k === 9 ? { last: true } : {}) })),
+  );
+  // Tried whole WHOLE_ATTEMPTS times, then as two halves, each committed at its first try.
+  const commits = await client.db('local').collection('oplog.rs').countDocuments({ ts: { $gt: since }, 'o.applyOps.ns': 'mmm.writes' });
+  assert.equal(commits, 2);
 });

@@ -198,12 +198,20 @@ export async function applyTransaction(
     return await insertsThenUpserts(client, writes, options, lane, oneByOne);
   } catch (err) {
     // A transaction's writes must fit the destination's cache until it commits: halves, in
-    // order, each its own transaction, until they do.
-    if (serverErrorCode(err) !== TRANSACTION_TOO_LARGE_FOR_CACHE) throw err;
+    // order, each its own transaction, until they do. So too for one that keeps meeting write
+    // conflicts: a 160 MB transaction under cache pressure was seen to fail its commit with
+    // WriteConflict for the driver's whole two minutes of retries, never TooLargeForCache.
+    const conflicted = err instanceof KeepsConflicting;
+    if (!conflicted && serverErrorCode(err) !== TRANSACTION_TOO_LARGE_FOR_CACHE) throw err;
     // One write alone that does not fit can never be applied in a transaction: refused.
     if (writes.length === 1) throw new WriteRefusal(0, err as Error);
     const half = Math.ceil(writes.length / 2);
-    options.logger.debug({ writes: writes.length }, 'a transaction was too large for the destination\'s cache; applying it in halves');
+    options.logger.debug(
+      { writes: writes.length },
+      conflicted
+        ? 'a transaction kept meeting write conflicts; applying it in halves'
+        : "a transaction was too large for the destination's cache; applying it in halves",
+    );
     const first = await applyTransaction(client, writes.slice(0, half), options, lane, oneByOne);
     const second = await applyTransaction(client, writes.slice(half), options, lane, oneByOne).catch((refusal: unknown) => {
       // Named among all of `writes` (the first half is committed: a caller re-applying it converges).
@@ -216,6 +224,20 @@ export async function applyTransaction(
 
 /** TransactionTooLargeForCache: the server aborted a transaction whose writes outgrew its cache. */
 const TRANSACTION_TOO_LARGE_FOR_CACHE = 388;
+
+/**
+ * How many times a transaction of several writes is tried whole before it is split. A write
+ * conflict with a user's write goes away on the next attempt or two; the driver would retry for
+ * two minutes.
+ */
+export const WHOLE_ATTEMPTS = 4;
+
+/** A transaction of several writes met a transient error WHOLE_ATTEMPTS times: applyTransaction splits it. */
+class KeepsConflicting extends Error {
+  constructor() {
+    super(`a transaction was aborted ${WHOLE_ATTEMPTS} times in a row`);
+  }
+}
 
 /**
  * The transaction with its inserts as plain inserts, which cost the destination a fraction of
@@ -273,10 +295,13 @@ async function oneTransaction(
   try {
     let stats = emptyStats();
     let resolution: Resolution | undefined;
+    let attempts = 0;
     // The callback runs again when the server says the transaction may succeed if retried
     // (TransientTransactionError, such as a write conflict): count the last attempt only.
     await session.withTransaction(
       async () => {
+        // Not a MongoError, so withTransaction stops retrying and throws it.
+        if (++attempts > WHOLE_ATTEMPTS && writes.length > 1) throw new KeepsConflicting();
         resolution = options.resolver && writes.some((w) => w.check) ? await options.resolver.resolve(client, session, writes, options.maxTimeMS) : undefined;
         const resolved = resolution;
         stats = await statements(client, session, resolved?.writes ?? writes, options, lane, oneByOne, upsertInserts).catch((err: unknown) => {
