@@ -1,7 +1,8 @@
 // Conflicts at the edges the review found (README, "Conflicts", limits): a user's transaction
 // writing one document twice, relayed around a ring; `_id`s equal in value but not in BSON type;
-// a link with no way back for its updates; a document too large for a record to hold both
-// versions; and a restart replaying writes the destination already holds (which must not read
+// a link with no way back for its updates; an insert meeting a document its destination
+// inserted and deleted meanwhile; a document too large for a record to hold both versions; and
+// a restart replaying writes the destination already holds (which must not read
 // the destination's oplog once per write).
 //
 // One cluster of three servers, each case in its own namespace with its own links. The
@@ -42,6 +43,7 @@ const NUMERIC_ID = 'edges.numeric_id';
 const ONE_WAY_UPDATES = 'edges.one_way_updates';
 const BIG = 'edges.big';
 const REPLAY = 'edges.replay';
+const DELETED = 'edges.deleted';
 
 let cluster: Cluster;
 let clients: Map<string, MongoClient>;
@@ -55,7 +57,7 @@ before(async () => {
   await link(A, B, RING_TXN);
   await link(B, C, RING_TXN);
   await link(C, A, RING_TXN);
-  for (const ns of [NUMERIC_ID, BIG, REPLAY]) {
+  for (const ns of [NUMERIC_ID, BIG, REPLAY, DELETED]) {
     await link(A, B, ns);
     await link(B, A, ns);
   }
@@ -222,6 +224,36 @@ test('_id 1 as an int32 on A and 1.0 as a double on B, inserted concurrently: on
   );
   assert.equal(typed(untaggedDoc(record.lost.doc)), typed(onA.doc), "the record's losing document: A's, its _id an int32");
   assert.equal(typed(untaggedDoc(record.won.doc)), typed(onB.doc), "the record's winning document");
+});
+
+test('an insert on A, and on B a later insert and delete of that _id: gone from both, as B\'s delete is the last write; a later insert on A is on both', async () => {
+  await prepare(async () => undefined);
+  // Before, B took A's insert for one made on the "none" B ended with, and kept it: A had none.
+  const onA = await write(A, DELETED, 'gone', (c) => c.insertOne({ _id: 'gone' as never, from: 'a' }));
+  await nextSecondAfter(onA.version.ts);
+  const onB = await write(B, DELETED, 'gone', (c) => c.insertOne({ _id: 'gone' as never, from: 'b' }));
+  await write(B, DELETED, 'gone', (c) => c.deleteOne({ _id: 'gone' as never }));
+  // The other order: B's insert and delete first, then A's insert, which wins over both.
+  await write(B, DELETED, 'back', (c) => c.insertOne({ _id: 'back' as never, from: 'b' }));
+  const deleted = await write(B, DELETED, 'back', (c) => c.deleteOne({ _id: 'back' as never }));
+  await nextSecondAfter(deleted.version.ts);
+  const back = await write(A, DELETED, 'back', (c) => c.insertOne({ _id: 'back' as never, from: 'a' }));
+  await replicate(DELETED, [A, B]);
+
+  for (const s of [A, B]) {
+    assert.equal(await collection(s, DELETED).countDocuments({ _id: 'gone' as never }), 0, `${s} holds no 'gone'`);
+    assert.equal(typed(await untagged(collection(s, DELETED), 'back')), typed(back.doc), `${s} holds A's 'back'`);
+  }
+  const records = await recordsByServer(DELETED);
+  const all = shownRecords(records);
+  // A's first insert lost to B's (which B then deleted): A keeps it. B's delete beat A's insert where they met, on B: nothing of B's lost.
+  assert.equal(all.length, 1, `one record in all: ${all.join(' ')}`);
+  const [record] = records.get(A)!;
+  assert.ok(record, `A keeps the record: ${all.join(' ')}`);
+  assert.deepEqual(
+    { id: record.id, won: showVersion(record.won), lost: showVersion(record.lost) },
+    { id: 'gone', won: showVersion(onB.version), lost: showVersion(onA.version) },
+  );
 });
 
 test("updates with no way back (B -> A carries inserts only): A -> B is a replica's link, and B takes A's update over its own later one, unrecorded", async () => {

@@ -176,8 +176,9 @@ export async function preflight(options: PreflightOptions): Promise<Finding[]> {
   }
 
   /**
-   * What `server` is the source of for links that resolve conflicts (those run here), from the
-   * links of every server reached (../conflict/scope.ts: an unreached one may give a way back).
+   * What `server` is the source or the destination of for links that resolve conflicts (those
+   * run here), from the links of every server reached (../conflict/scope.ts: an unreached one
+   * may give a way back).
    */
   function preImageNamespaces(server: ServerSpec): string[] {
     const edges: LinkEdge[] = [];
@@ -186,8 +187,9 @@ export async function preflight(options: PreflightOptions): Promise<Finding[]> {
     }
     const complete = topology.servers.every((s) => facts.get(s.id)?.sources !== undefined);
     const wayBack = hasWayBack(edges, complete);
-    const run = edges.filter((e) => e.source === server.id && destinations.some((d) => d.id === e.destination));
-    return run.filter(wayBack).map((e) => e.src);
+    const run = edges.filter((e) => destinations.some((d) => d.id === e.destination)).filter(wayBack);
+    // As a destination too: an insert meeting no document is checked against its deletes.
+    return [...run.filter((e) => e.source === server.id).map((e) => e.src), ...run.filter((e) => e.destination === server.id).map((e) => e.dst)];
   }
 
   async function checkOplogs(involved: readonly ServerSpec[]): Promise<void> {

@@ -7,7 +7,8 @@
 //                     the same on every collection its links write     readWrite on those databases
 //   a source whose     collMod on each collection such a link reads     dbAdmin on its database
 //   destination        find on config.system.preimages                  a role of its own (README)
-//   replicates back    (conflict detection: ../conflict/preimages.ts)
+//   replicates back,   (conflict detection: ../conflict/preimages.ts)
+//   and that destination (collMod on the collections such links write)
 //
 // With the default metadata database, `local`, the first two make `readWrite` on `local`.
 // The user's privileges come from `connectionStatus` (which any user may run) and are matched as
@@ -50,7 +51,7 @@ export interface ServerNeeds {
   metadataDb?: string;
   /** Namespaces (`db.coll`) its links write, as a destination. */
   destinationNamespaces: readonly string[];
-  /** Namespaces it is the source of for links whose destination replicates back: their pre-images are kept and read. */
+  /** Namespaces it is the source or the destination of for links whose destination replicates back: their pre-images are kept and read. */
   preImageNamespaces?: readonly string[];
 }
 

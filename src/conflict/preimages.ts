@@ -5,7 +5,7 @@
 // entry; turning them on costs each update or delete on the source one more write, of the
 // whole document.
 
-import { Long, type Binary, type Document, type MongoClient, type Timestamp } from 'mongodb';
+import { Long, Timestamp, type Binary, type Document, type MongoClient } from 'mongodb';
 import { NAMESPACE_EXISTS, serverErrorCode } from '../apply/transient.ts';
 import { topLevelElements } from '../bson/raw.ts';
 import type { PreImageKey } from '../oplog/entry.ts';
@@ -67,6 +67,31 @@ export async function readPreImages(client: MongoClient, keys: readonly PreImage
   }
   return found;
 }
+
+/**
+ * Of `ids`, those of which collection `ns` kept a pre-image from `since` on (an update or a
+ * delete made then), decoded as stored, with the time of that write: for documents it holds
+ * none of now, the ones it deleted since. Its pre-images are kept when it is itself the source of a link that resolves, or
+ * when a link into it does (./resolve.ts asks, before an insert is applied where no document is).
+ */
+export async function heldSince(client: MongoClient, ns: string, ids: readonly unknown[], since: Timestamp): Promise<Array<{ id: unknown; ts: Timestamp }>> {
+  const dot = ns.indexOf('.');
+  const [info] = await client
+    .db(ns.slice(0, dot))
+    .listCollections({ name: ns.slice(dot + 1) }, { nameOnly: false })
+    .toArray();
+  const nsUUID = (info as { info?: { uuid?: Binary } } | undefined)?.info?.uuid;
+  if (!nsUUID) return [];
+  const from = { nsUUID, ts: since, applyOpsIndex: Long.ZERO };
+  const to = { nsUUID, ts: NEWEST, applyOpsIndex: Long.MAX_VALUE };
+  const images = client.db('config').collection('system.preimages');
+  const found = await images
+    .find({ _id: { $gte: from, $lte: to }, 'preImage._id': { $in: ids } } as Document, { projection: { 'preImage._id': 1 }, hint: { _id: 1 }, promoteValues: false })
+    .toArray();
+  return found.map((image) => ({ id: (image.preImage as Document)._id as unknown, ts: (image._id as unknown as { ts: Timestamp }).ts }));
+}
+
+const NEWEST = new Timestamp({ t: 0xffffffff, i: 0xffffffff });
 
 /** The key readPreImages gives a pre-image. */
 export function preImageId(key: PreImageKey): string {

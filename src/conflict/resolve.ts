@@ -8,7 +8,9 @@
 //   - The document is the base (compared as BSON, `__mmm` aside): the write was made on what
 //     the destination holds, and replays exactly, as it would without any check. (Content, not
 //     history: a destination whose own writes brought the document back to the very bytes the
-//     write was made on is taken for one that never changed it; README, "Conflicts", limits.)
+//     write was made on is taken for one that never changed it; README, "Conflicts", limits.
+//     Save for the commonest such history, a document inserted and deleted on the destination
+//     while the write, an insert, was made elsewhere: its pre-images show the delete.)
 //   - It is not, and the document's tag says it already holds this write or a later one of
 //     the same origin (a restart replaying): the write is not applied, and nothing is looked up.
 //   - Otherwise the destination has a version the write's origin had not seen when it wrote.
@@ -24,7 +26,7 @@
 // A write whose source did not keep its pre-image (made before `run` turned them on) is applied
 // unchecked, as before, and counted: conflict detection starts with the writes after.
 
-import { BSON, Decimal128, Double, Int32, Long, ObjectId, type ClientSession, type Document, type MongoClient } from 'mongodb';
+import { BSON, Decimal128, Double, Int32, Long, ObjectId, type ClientSession, type Document, type MongoClient, type Timestamp } from 'mongodb';
 import type { DestinationWrite } from '../apply/writer.ts';
 import type { Logger } from '../log.ts';
 import { translateUpdate, rebuildDocument } from '../apply/update.ts';
@@ -32,6 +34,7 @@ import { decodeValue, equalWithout, EXACT_DECODE, keyElements, type ElementSpan 
 import { deleteKey } from '../replicate/marker-deletes.ts';
 import { TAG_FIELD } from '../replicate/tag.ts';
 import { lastVersion } from './last-write.ts';
+import { heldSince } from './preimages.ts';
 import { conflictRecord, type ConflictRecord } from './record.ts';
 import { beats, parseTag, sameVersion, type ConflictPolicy, type Version } from './version.ts';
 
@@ -66,7 +69,8 @@ export interface ResolverOptions {
 
 /** The document's state as the walk through the writes knows it. */
 type State =
-  | { kind: 'read'; doc: Buffer | null; version?: Version }
+  /** `deleted`: none now, but one was deleted since the write meeting it was made (heldSince). */
+  | { kind: 'read'; doc: Buffer | null; version?: Version; deleted?: true }
   /** Made by an applied write: the next write of the source's stream was made on it. */
   | { kind: 'written' }
   /** Unknown: a write went in unchecked. */
@@ -101,7 +105,7 @@ export class ConflictResolver {
         keep(w);
         continue;
       }
-      if (state.kind === 'written' || matches(state.doc, check.base, w)) {
+      if (state.kind === 'written' || (!state.deleted && matches(state.doc, check.base, w))) {
         keep(w);
         states.set(key, { kind: 'written' });
         continue;
@@ -115,8 +119,9 @@ export class ConflictResolver {
       const current = state.doc === null ? null : decodeWithoutTag(state.doc);
       const theirs = state.version ?? (await lastVersion(client, this.options.destinationId, w.ns, w.id, tagOf(state.doc), () => out.slowScans++));
       if (sameVersion(theirs, check.version) || !beats(check.version, theirs, this.options.policy)) {
-        // Already applied (a replay), or the destination's version wins: the write is not applied.
-        if (!sameVersion(theirs, check.version)) out.rejected++;
+        // Already applied (a replay), or the destination's version wins: the write is not
+        // applied. Lost only to another origin's (a later write of its own is a replay too).
+        if (theirs.origin !== check.version.origin) out.rejected++;
         states.set(key, { kind: 'read', doc: state.doc, version: theirs });
         continue;
       }
@@ -162,11 +167,13 @@ export class ConflictResolver {
   private async read(client: MongoClient, session: ClientSession, writes: readonly DestinationWrite[], maxTimeMS: number): Promise<Map<string, State>> {
     const states = new Map<string, State>();
     const wanted = new Map<string, unknown[]>();
+    const inserts = new Map<string, DestinationWrite>();
     for (const w of writes) {
       if (w.check?.base === undefined) continue;
       const key = documentKey(w.ns, w.id);
       if (states.has(key)) continue;
       states.set(key, { kind: 'read', doc: null });
+      if (w.check.base === null && w.kind !== 'delete') inserts.set(key, w);
       let ids = wanted.get(w.ns);
       if (!ids) wanted.set(w.ns, (ids = []));
       ids.push(w.id);
@@ -183,7 +190,38 @@ export class ConflictResolver {
         if (id) states.set(storedKey(ns, doc, id), { kind: 'read', doc });
       }
     }
+    await this.markDeleted(client, states, inserts);
     return states;
+  }
+
+  /**
+   * An insert that meets no document was made on none, and matches; unless the destination
+   * held one and deleted it meanwhile (its own insert then delete, concurrent with this one):
+   * the same "none" by content, another history. Only a delete from the insert's time on can
+   * win over it, so only those are looked for, in the pre-images the destination kept.
+   */
+  private async markDeleted(client: MongoClient, states: Map<string, State>, inserts: Map<string, DestinationWrite>): Promise<void> {
+    const byNs = new Map<string, { ids: unknown[]; since: Timestamp }>();
+    for (const [key, w] of inserts) {
+      const state = states.get(key);
+      const since = w.check!.version.ts;
+      if (state?.kind !== 'read' || state.doc !== null || since === null) continue;
+      const wanted = byNs.get(w.ns);
+      if (!wanted) byNs.set(w.ns, { ids: [w.id], since });
+      else {
+        wanted.ids.push(w.id);
+        if (since.lessThan(wanted.since)) wanted.since = since;
+      }
+    }
+    for (const [ns, { ids, since }] of byNs) {
+      for (const held of await heldSince(client, ns, ids, since)) {
+        const key = documentKey(ns, held.id);
+        const state = states.get(key);
+        // Read from the earliest insert of the namespace on: one from before this document's own was made is no rival of it.
+        const own = inserts.get(key)?.check?.version.ts;
+        if (state?.kind === 'read' && own && !held.ts.lessThan(own)) states.set(key, { ...state, deleted: true });
+      }
+    }
   }
 }
 

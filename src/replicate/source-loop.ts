@@ -211,8 +211,10 @@ export class SourceLoop {
     const { store, source, destinationClient, sourceClient } = this.options;
     await prepareDestination(destinationClient, source.id);
     if (this.resolving.length > 0) {
-      // Checking a write needs its source's pre-image: kept from now on (./preimages.ts).
+      // Checking a write needs its source's pre-image, and an insert the destination's (its
+      // deletes): kept from now on (../conflict/preimages.ts).
       await keepPreImages(sourceClient, [...new Set(this.resolving.map((link) => link.src))]);
+      await keepPreImages(destinationClient, [...new Set(this.resolving.map((link) => link.dst))]);
       await prepareConflicts(destinationClient);
     }
     const start = this.router.startAt(await store.checkpoint(source.id));
