@@ -178,6 +178,10 @@ export class ConflictResolver {
       if (!ids) wanted.set(w.ns, (ids = []));
       ids.push(w.id);
     }
+    // Asked at once, beside the documents: only those found missing will need the answer.
+    const deleted = this.deletedSince(client, inserts);
+    // Awaited below; a failed read of the documents first must not leave it unhandled.
+    deleted.catch(() => undefined);
     for (const [ns, ids] of wanted) {
       const dot = ns.indexOf('.');
       const cursor = client
@@ -190,7 +194,10 @@ export class ConflictResolver {
         if (id) states.set(storedKey(ns, doc, id), { kind: 'read', doc });
       }
     }
-    await this.markDeleted(client, states, inserts);
+    for (const key of await deleted) {
+      const state = states.get(key);
+      if (state?.kind === 'read' && state.doc === null) states.set(key, { ...state, deleted: true });
+    }
     return states;
   }
 
@@ -198,14 +205,14 @@ export class ConflictResolver {
    * An insert that meets no document was made on none, and matches; unless the destination
    * held one and deleted it meanwhile (its own insert then delete, concurrent with this one):
    * the same "none" by content, another history. Only a delete from the insert's time on can
-   * win over it, so only those are looked for, in the pre-images the destination kept.
+   * win over it, so only those are looked for, in the pre-images the destination kept: the
+   * keys of `inserts` it deleted (or changed, then deleted) from that time on.
    */
-  private async markDeleted(client: MongoClient, states: Map<string, State>, inserts: Map<string, DestinationWrite>): Promise<void> {
+  private async deletedSince(client: MongoClient, inserts: Map<string, DestinationWrite>): Promise<Set<string>> {
     const byNs = new Map<string, { ids: unknown[]; since: Timestamp }>();
-    for (const [key, w] of inserts) {
-      const state = states.get(key);
+    for (const w of inserts.values()) {
       const since = w.check!.version.ts;
-      if (state?.kind !== 'read' || state.doc !== null || since === null) continue;
+      if (since === null) continue;
       const wanted = byNs.get(w.ns);
       if (!wanted) byNs.set(w.ns, { ids: [w.id], since });
       else {
@@ -213,15 +220,16 @@ export class ConflictResolver {
         if (since.lessThan(wanted.since)) wanted.since = since;
       }
     }
+    const deleted = new Set<string>();
     for (const [ns, { ids, since }] of byNs) {
       for (const held of await heldSince(client, ns, ids, since)) {
         const key = documentKey(ns, held.id);
-        const state = states.get(key);
         // Read from the earliest insert of the namespace on: one from before this document's own was made is no rival of it.
         const own = inserts.get(key)?.check?.version.ts;
-        if (state?.kind === 'read' && own && !held.ts.lessThan(own)) states.set(key, { ...state, deleted: true });
+        if (own && !held.ts.lessThan(own)) deleted.add(key);
       }
     }
+    return deleted;
   }
 }
 
