@@ -1,7 +1,7 @@
 // Conflicts at the edges the review found (README, "Conflicts", limits): a user's transaction
 // writing one document twice, relayed around a ring; `_id`s equal in value but not in BSON type;
 // a link with no way back for its updates; an insert meeting a document its destination
-// inserted and deleted meanwhile; a document too large for a record to hold both versions; and
+// inserted and deleted meanwhile, and an update one it changed and changed back; a document too large for a record to hold both versions; and
 // a restart replaying writes the destination already holds (which must not read
 // the destination's oplog once per write).
 //
@@ -44,6 +44,7 @@ const ONE_WAY_UPDATES = 'edges.one_way_updates';
 const BIG = 'edges.big';
 const REPLAY = 'edges.replay';
 const DELETED = 'edges.deleted';
+const BACK = 'edges.back';
 
 let cluster: Cluster;
 let clients: Map<string, MongoClient>;
@@ -57,7 +58,7 @@ before(async () => {
   await link(A, B, RING_TXN);
   await link(B, C, RING_TXN);
   await link(C, A, RING_TXN);
-  for (const ns of [NUMERIC_ID, BIG, REPLAY, DELETED]) {
+  for (const ns of [NUMERIC_ID, BIG, REPLAY, DELETED, BACK]) {
     await link(A, B, ns);
     await link(B, A, ns);
   }
@@ -254,6 +255,26 @@ test('an insert on A, and on B a later insert and delete of that _id: gone from 
     { id: record.id, won: showVersion(record.won), lost: showVersion(record.lost) },
     { id: 'gone', won: showVersion(onB.version), lost: showVersion(onA.version) },
   );
+});
+
+test('a $set on A, and on B two later ones that bring the document back to the same bytes: both end on B\'s, and A keeps its own', async () => {
+  const id = 'aba';
+  await prepare(() => collection(A, BACK).insertOne({ _id: id as never, f: new Int32(0), g: new Int32(0) }));
+  const onA = await write(A, BACK, id, (c) => c.updateOne({ _id: id as never }, { $set: { g: 'a' } }));
+  await nextSecondAfter(onA.version.ts);
+  const first = await write(B, BACK, id, (c) => c.updateOne({ _id: id as never }, { $set: { f: new Int32(1) } }));
+  const last = await write(B, BACK, id, (c) => c.updateOne({ _id: id as never }, { $set: { f: new Int32(0) } }));
+  await replicate(BACK, [A, B]);
+
+  // Before, B took A's write for one made on what it held (the same bytes) and applied it; A took B's.
+  for (const s of [A, B]) assert.equal(typed(await untagged(collection(s, BACK), id)), typed(last.doc), `${s} holds B's last document`);
+  const records = await recordsByServer(BACK);
+  const all = shownRecords(records);
+  assert.equal(all.length, 1, `one record in all: ${all.join(' ')}`);
+  const [record] = records.get(A)!;
+  assert.ok(record, `A keeps the record: ${all.join(' ')}`);
+  assert.deepEqual({ won: showVersion(record.won), lost: showVersion(record.lost) }, { won: showVersion(first.version), lost: showVersion(onA.version) });
+  assert.equal(typed(untaggedDoc(record.lost.doc)), typed(onA.doc), "the record's losing document: A's");
 });
 
 test("updates with no way back (B -> A carries inserts only): A -> B is a replica's link, and B takes A's update over its own later one, unrecorded", async () => {

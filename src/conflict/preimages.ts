@@ -9,6 +9,7 @@ import { Long, Timestamp, type Binary, type Document, type MongoClient } from 'm
 import { NAMESPACE_EXISTS, serverErrorCode } from '../apply/transient.ts';
 import { topLevelElements } from '../bson/raw.ts';
 import type { PreImageKey } from '../oplog/entry.ts';
+import { TAG_FIELD } from '../replicate/tag.ts';
 
 const NAMESPACE_NOT_FOUND = 26;
 
@@ -68,13 +69,20 @@ export async function readPreImages(client: MongoClient, keys: readonly PreImage
   return found;
 }
 
+/** A write the destination made on a document, as its pre-image tells it: when, and the tag the document had before. */
+export interface EarlierState {
+  id: unknown;
+  ts: Timestamp;
+  tag: unknown;
+}
+
 /**
- * Of `ids`, those of which collection `ns` kept a pre-image from `since` on (an update or a
- * delete made then), decoded as stored, with the time of that write: for documents it holds
- * none of now, the ones it deleted since. Its pre-images are kept when it is itself the source of a link that resolves, or
- * when a link into it does (./resolve.ts asks, before an insert is applied where no document is).
+ * Of `ids`, the pre-images collection `ns` kept from `since` on (one per update or delete made
+ * then), in the order of those writes: each document's `_id` decoded as stored and its `__mmm`
+ * before the write. Its pre-images are kept when it is the source of a link that resolves, or
+ * when a link into it does (./resolve.ts asks, to know whether it wrote a document itself).
  */
-export async function heldSince(client: MongoClient, ns: string, ids: readonly unknown[], since: Timestamp): Promise<Array<{ id: unknown; ts: Timestamp }>> {
+export async function writtenSince(client: MongoClient, ns: string, ids: readonly unknown[], since: Timestamp): Promise<EarlierState[]> {
   const dot = ns.indexOf('.');
   const [info] = await client
     .db(ns.slice(0, dot))
@@ -86,9 +94,17 @@ export async function heldSince(client: MongoClient, ns: string, ids: readonly u
   const to = { nsUUID, ts: NEWEST, applyOpsIndex: Long.MAX_VALUE };
   const images = client.db('config').collection('system.preimages');
   const found = await images
-    .find({ _id: { $gte: from, $lte: to }, 'preImage._id': { $in: ids } } as Document, { projection: { 'preImage._id': 1 }, hint: { _id: 1 }, promoteValues: false })
+    .find({ _id: { $gte: from, $lte: to }, 'preImage._id': { $in: ids } } as Document, {
+      projection: { 'preImage._id': 1, [`preImage.${TAG_FIELD}`]: 1 },
+      sort: { _id: 1 },
+      hint: { _id: 1 },
+      promoteValues: false,
+    })
     .toArray();
-  return found.map((image) => ({ id: (image.preImage as Document)._id as unknown, ts: (image._id as unknown as { ts: Timestamp }).ts }));
+  return found.map((image) => {
+    const before = image.preImage as Document;
+    return { id: before._id as unknown, ts: (image._id as unknown as { ts: Timestamp }).ts, tag: before[TAG_FIELD] };
+  });
 }
 
 const NEWEST = new Timestamp({ t: 0xffffffff, i: 0xffffffff });

@@ -34,7 +34,7 @@ import { decodeValue, equalWithout, EXACT_DECODE, keyElements, type ElementSpan 
 import { deleteKey } from '../replicate/marker-deletes.ts';
 import { TAG_FIELD } from '../replicate/tag.ts';
 import { lastVersion } from './last-write.ts';
-import { heldSince } from './preimages.ts';
+import { writtenSince, type EarlierState } from './preimages.ts';
 import { conflictRecord, type ConflictRecord } from './record.ts';
 import { beats, parseTag, sameVersion, type ConflictPolicy, type Version } from './version.ts';
 
@@ -69,8 +69,8 @@ export interface ResolverOptions {
 
 /** The document's state as the walk through the writes knows it. */
 type State =
-  /** `deleted`: none now, but one was deleted since the write meeting it was made (heldSince). */
-  | { kind: 'read'; doc: Buffer | null; version?: Version; deleted?: true }
+  /** `touched`: the destination changed it itself, or deleted it, since the write meeting it was made (usersWrote). */
+  | { kind: 'read'; doc: Buffer | null; version?: Version; touched?: true }
   /** Made by an applied write: the next write of the source's stream was made on it. */
   | { kind: 'written' }
   /** Unknown: a write went in unchecked. */
@@ -105,7 +105,7 @@ export class ConflictResolver {
         keep(w);
         continue;
       }
-      if (state.kind === 'written' || (!state.deleted && matches(state.doc, check.base, w))) {
+      if (state.kind === 'written' || (untouched(state, w) && matches(state.doc, check.base, w))) {
         keep(w);
         states.set(key, { kind: 'written' });
         continue;
@@ -167,21 +167,21 @@ export class ConflictResolver {
   private async read(client: MongoClient, session: ClientSession, writes: readonly DestinationWrite[], maxTimeMS: number): Promise<Map<string, State>> {
     const states = new Map<string, State>();
     const wanted = new Map<string, unknown[]>();
-    const inserts = new Map<string, DestinationWrite>();
+    const firsts = new Map<string, DestinationWrite>();
     for (const w of writes) {
       if (w.check?.base === undefined) continue;
       const key = documentKey(w.ns, w.id);
       if (states.has(key)) continue;
       states.set(key, { kind: 'read', doc: null });
-      if (w.check.base === null && w.kind !== 'delete') inserts.set(key, w);
+      firsts.set(key, w);
       let ids = wanted.get(w.ns);
       if (!ids) wanted.set(w.ns, (ids = []));
       ids.push(w.id);
     }
-    // Asked at once, beside the documents: only those found missing will need the answer.
-    const deleted = this.deletedSince(client, inserts);
+    // Asked at once, beside the documents, which it is then read with.
+    const earlier = this.writtenSince(client, firsts);
     // Awaited below; a failed read of the documents first must not leave it unhandled.
-    deleted.catch(() => undefined);
+    earlier.catch(() => undefined);
     for (const [ns, ids] of wanted) {
       const dot = ns.indexOf('.');
       const cursor = client
@@ -194,23 +194,24 @@ export class ConflictResolver {
         if (id) states.set(storedKey(ns, doc, id), { kind: 'read', doc });
       }
     }
-    for (const key of await deleted) {
+    for (const [key, writes] of await earlier) {
       const state = states.get(key);
-      if (state?.kind === 'read' && state.doc === null) states.set(key, { ...state, deleted: true });
+      if (state?.kind === 'read' && usersWrote(writes, state.doc)) states.set(key, { ...state, touched: true });
     }
     return states;
   }
 
   /**
-   * An insert that meets no document was made on none, and matches; unless the destination
-   * held one and deleted it meanwhile (its own insert then delete, concurrent with this one):
-   * the same "none" by content, another history. Only a delete from the insert's time on can
-   * win over it, so only those are looked for, in the pre-images the destination kept: the
-   * keys of `inserts` it deleted (or changed, then deleted) from that time on.
+   * A write that meets the very document it was made on matches by content; but the history
+   * may differ: the destination may have changed the document and changed it back, or
+   * inserted and deleted it, while the write was made elsewhere (README, "Conflicts"). Only a
+   * write of the destination's from the write's own time on can win over it, so only those
+   * are looked for, in the pre-images the destination kept: for each key of `firsts`, the
+   * writes made on its document from its write's time on, in order.
    */
-  private async deletedSince(client: MongoClient, inserts: Map<string, DestinationWrite>): Promise<Set<string>> {
+  private async writtenSince(client: MongoClient, firsts: Map<string, DestinationWrite>): Promise<Map<string, EarlierState[]>> {
     const byNs = new Map<string, { ids: unknown[]; since: Timestamp }>();
-    for (const w of inserts.values()) {
+    for (const w of firsts.values()) {
       const since = w.check!.version.ts;
       if (since === null) continue;
       const wanted = byNs.get(w.ns);
@@ -220,16 +221,19 @@ export class ConflictResolver {
         if (since.lessThan(wanted.since)) wanted.since = since;
       }
     }
-    const deleted = new Set<string>();
+    const found = new Map<string, EarlierState[]>();
     for (const [ns, { ids, since }] of byNs) {
-      for (const held of await heldSince(client, ns, ids, since)) {
-        const key = documentKey(ns, held.id);
-        // Read from the earliest insert of the namespace on: one from before this document's own was made is no rival of it.
-        const own = inserts.get(key)?.check?.version.ts;
-        if (own && !held.ts.lessThan(own)) deleted.add(key);
+      for (const state of await writtenSince(client, ns, ids, since)) {
+        const key = documentKey(ns, state.id);
+        // Read from the earliest write of the namespace on: one before this document's own was made is no rival of it.
+        const own = firsts.get(key)?.check?.version.ts;
+        if (!own || state.ts.lessThan(own)) continue;
+        const list = found.get(key);
+        if (list) list.push(state);
+        else found.set(key, [state]);
       }
     }
-    return deleted;
+    return found;
   }
 }
 
@@ -254,6 +258,31 @@ function storedKey(ns: string, doc: Buffer, span: ElementSpan): string {
   if (span.type === 0x10) return `${ns}\u0000n${doc.readInt32LE(at)}`;
   if (span.type === 0x07) return `${ns}\u0000o${doc.toString('hex', at, at + 12)}`;
   return documentKey(ns, decodeValue(doc, span));
+}
+
+/**
+ * Whether a user made one of the writes on a document whose pre-images are `earlier` (in order;
+ * the last write left `doc`, null: none). Each write of mmm's gives the document a new tag, a
+ * user's leaves the one it had (or none, a replacement); but a transaction of mmm's that writes
+ * a document twice gives both writes one tag (../oplog/decode.ts), so a write in the same
+ * transaction as one of mmm's (the same time) is mmm's too. A document gone now was deleted
+ * since, by whoever: the delete is looked up.
+ */
+function usersWrote(earlier: readonly EarlierState[], doc: Buffer | null): boolean {
+  if (doc === null) return true;
+  let mmms = false;
+  for (const [k, write] of earlier.entries()) {
+    const after = k + 1 < earlier.length ? earlier[k + 1]!.tag : tagOf(doc);
+    const sameTransaction = k > 0 && earlier[k - 1]!.ts.equals(write.ts);
+    mmms = (after !== undefined && after !== write.tag) || (sameTransaction && mmms);
+    if (!mmms) return true;
+  }
+  return false;
+}
+
+/** Whether the destination made no write of its own on the document since `w` was made (a delete meeting none ends as its source does, whoever deleted it here). */
+function untouched(state: State & { kind: 'read' }, w: DestinationWrite): boolean {
+  return !state.touched || (w.kind === 'delete' && state.doc === null);
 }
 
 /** Whether the write was made on the document the destination holds (`doc`, null: none). */
