@@ -5,12 +5,11 @@
 // write (its pre-image, ./preimages.ts; none for an insert). The destination's document is read
 // in the transaction, so what is decided on is what the transaction overwrites: a user's write
 // that comes between is a write conflict, and the server runs the transaction again.
-//   - The document is the base (compared as BSON, `__mmm` aside): the write was made on what
-//     the destination holds, and replays exactly, as it would without any check. (Content, not
-//     history: a destination whose own writes brought the document back to the very bytes the
-//     write was made on is taken for one that never changed it; README, "Conflicts", limits.
-//     Save for the commonest such history, a document inserted and deleted on the destination
-//     while the write, an insert, was made elsewhere: its pre-images show the delete.)
+//   - The document is the base (compared as BSON, `__mmm` aside), and the destination's own
+//     pre-images show no user's write on it, nor a delete, from the write's time on: the write
+//     was made on what the destination holds, and replays exactly, as it would without any
+//     check. (The bytes alone would take a document changed and changed back, or inserted and
+//     deleted, for one never touched; README, "Conflicts".)
 //   - It is not, and the document's tag says it already holds this write or a later one of
 //     the same origin (a restart replaying): the write is not applied, and nothing is looked up.
 //   - Otherwise the destination has a version the write's origin had not seen when it wrote.
