@@ -3,7 +3,7 @@
 // a link with no way back for its updates; an insert meeting a document its destination
 // inserted and deleted meanwhile, and an update one it changed and changed back; a document too large for a record to hold both versions; and
 // a restart replaying writes the destination already holds (which must not read
-// the destination's oplog once per write).
+// the destination's oplog once per write), or that a user deleted there since.
 //
 // One cluster of three servers, each case in its own namespace with its own links. The
 // concurrent writes of a case are made while no `run` runs (so neither can have seen the other),
@@ -45,6 +45,7 @@ const BIG = 'edges.big';
 const REPLAY = 'edges.replay';
 const DELETED = 'edges.deleted';
 const BACK = 'edges.back';
+const REPLAY_DELETED = 'edges.replay_deleted';
 
 let cluster: Cluster;
 let clients: Map<string, MongoClient>;
@@ -58,7 +59,7 @@ before(async () => {
   await link(A, B, RING_TXN);
   await link(B, C, RING_TXN);
   await link(C, A, RING_TXN);
-  for (const ns of [NUMERIC_ID, BIG, REPLAY, DELETED, BACK]) {
+  for (const ns of [NUMERIC_ID, BIG, REPLAY, DELETED, BACK, REPLAY_DELETED]) {
     await link(A, B, ns);
     await link(B, A, ns);
   }
@@ -357,4 +358,28 @@ test('a restart replaying 500 updates B already holds: both the same, no conflic
   assert.deepEqual(lines.filter((l) => Number(l.level) >= 40), [], 'no warning at all (no oplog scan given up, no write unchecked)');
   // A run's start makes a few scans of B whatever it replays; one per replayed write is 500 more.
   assert.ok(scansMade < ids.length / 10, `B was scanned ${scansMade} times while ${ids.length} updates were replayed`);
+});
+
+test('a restart replaying an insert and a replacement that a user on B deleted since: they stay deleted, on both', async () => {
+  const store = new ReplicationConfigStore(client(B));
+  if (!mmm) startRun();
+  await collection(A, REPLAY_DELETED).insertOne({ _id: 'replaced' as never, v: new Int32(0) });
+  await settle(cluster.topology, clients);
+  const before = (await store.checkpoint(idOf(A)))!;
+  await collection(A, REPLAY_DELETED).insertOne({ _id: 'inserted' as never, v: new Int32(1) });
+  await collection(A, REPLAY_DELETED).replaceOne({ _id: 'replaced' as never }, { v: new Int32(2) });
+  await settle(cluster.topology, clients);
+  await stopRun();
+  assert.equal(await collection(B, REPLAY_DELETED).countDocuments(), 2, 'B has applied both');
+
+  // A user on B deletes both; then a restart replays what B had applied, as if its checkpoint had not been saved.
+  await collection(B, REPLAY_DELETED).deleteMany({});
+  await store.saveCheckpoint(idOf(A), before);
+  startRun();
+  await settle(cluster.topology, clients);
+  await stopRun();
+
+  // Before, B wrote both again (an insert and a replacement are upserts), while A applied B's deletes.
+  for (const s of [A, B]) assert.equal(await collection(s, REPLAY_DELETED).countDocuments(), 0, `${s} holds neither`);
+  assert.deepEqual(shownRecords(await recordsByServer(REPLAY_DELETED)), [], 'no conflict recorded: the replayed writes were older than the deletes');
 });
