@@ -1,9 +1,9 @@
-// The source's documents as they were before each update or delete: MongoDB's pre-images
-// (`changeStreamPreAndPostImages`, 6.0+). With one, a destination can tell whether a write was
-// made on the document it holds (./resolve.ts). The source keeps them in
-// `config.system.preimages`, one per update or delete, until its oplog no longer holds the
-// entry; turning them on costs each update or delete on the source one more write, of the
-// whole document.
+// Documents as they were before each update or delete: MongoDB's pre-images
+// (`changeStreamPreAndPostImages`, 6.0+). With the source's, a destination can tell whether a
+// write was made on the document it holds; with its own, whether it wrote that document itself
+// since (./resolve.ts). A server keeps them in `config.system.preimages`, one per update or
+// delete, until its oplog no longer holds the entry; turning them on costs each update or
+// delete one more write, of the whole document.
 
 import { Long, Timestamp, type Binary, type Document, type MongoClient } from 'mongodb';
 import { NAMESPACE_EXISTS, serverErrorCode } from '../apply/transient.ts';
