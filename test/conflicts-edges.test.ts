@@ -46,6 +46,7 @@ const REPLAY = 'edges.replay';
 const DELETED = 'edges.deleted';
 const BACK = 'edges.back';
 const REPLAY_DELETED = 'edges.replay_deleted';
+const SAME_SECOND = 'edges.same_second';
 
 let cluster: Cluster;
 let clients: Map<string, MongoClient>;
@@ -59,7 +60,7 @@ before(async () => {
   await link(A, B, RING_TXN);
   await link(B, C, RING_TXN);
   await link(C, A, RING_TXN);
-  for (const ns of [NUMERIC_ID, BIG, REPLAY, DELETED, BACK, REPLAY_DELETED]) {
+  for (const ns of [NUMERIC_ID, BIG, REPLAY, DELETED, BACK, REPLAY_DELETED, SAME_SECOND]) {
     await link(A, B, ns);
     await link(B, A, ns);
   }
@@ -382,4 +383,32 @@ test('a restart replaying an insert and a replacement that a user on B deleted s
   // Before, B wrote both again (an insert and a replacement are upserts), while A applied B's deletes.
   for (const s of [A, B]) assert.equal(await collection(s, REPLAY_DELETED).countDocuments(), 0, `${s} holds neither`);
   assert.deepEqual(shownRecords(await recordsByServer(REPLAY_DELETED)), [], 'no conflict recorded: the replayed writes were older than the deletes');
+});
+
+test("a write on A made after B's reached it, in the same second with a smaller counter: applied on B, no conflict", async () => {
+  // Counters of one second say nothing of order across servers: the later write can bear the
+  // smaller time. The destination's own write must not pass for one its source had not seen.
+  const id = 'after';
+  if (!mmm) startRun();
+  await collection(A, SAME_SECOND).insertOne({ _id: id as never, f: new Int32(0), g: new Int32(0) });
+  await settle(cluster.topology, clients);
+  const oplogTime = async (server: string) =>
+    (await client(server).db('local').collection('oplog.rs').find({ ns: SAME_SECOND }).sort({ $natural: -1 }).limit(1).next())!.ts as Timestamp;
+  let made = 0;
+  for (let round = 1; round <= 5 && made === 0; round++) {
+    while (Date.now() % 1000 > 50) await sleep(2);
+    // B's counter for this second goes high, with writes to a collection no link carries.
+    await client(B).db('edges_unlinked').collection('filler').insertMany(Array.from({ length: 3000 }, (_, k) => ({ k })));
+    await collection(B, SAME_SECOND).updateOne({ _id: id as never }, { $set: { f: new Int32(round) } });
+    const onB = await oplogTime(B);
+    await eventually("A to hold B's write", async () => (await collection(A, SAME_SECOND).countDocuments({ _id: id as never, f: new Int32(round) } as Document)) === 1);
+    await collection(A, SAME_SECOND).updateOne({ _id: id as never }, { $set: { g: new Int32(round) } });
+    const onA = await oplogTime(A);
+    if (onA.t === onB.t && onA.i < onB.i) made = round;
+    await settle(cluster.topology, clients);
+    assert.deepEqual((await sameEverywhere([A, B], SAME_SECOND)).map((d) => d.text), [], `round ${round}: A and B the same`);
+  }
+  assert.ok(made > 0, "in 5 tries, A's write never came in the same second as B's with a smaller counter");
+  assert.equal(typed(await untagged(collection(B, SAME_SECOND), id)), typed(await untagged(collection(A, SAME_SECOND), id)));
+  assert.deepEqual(shownRecords(await recordsByServer(SAME_SECOND)), [], 'no conflict recorded');
 });

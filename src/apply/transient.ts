@@ -33,13 +33,16 @@ const TRANSIENT_CODES = new Set([
   13436, // NotPrimaryOrSecondary
 ]);
 
+/** NamespaceExists: a collection created meanwhile, by another writer (or a user's first insert). */
+export const NAMESPACE_EXISTS = 48;
+
+/** MaxTimeMSExpired: a command ran out of its `maxTimeMS`. */
+export const MAX_TIME_MS_EXPIRED = 50;
+
 /**
  * The server's error code of `err`, as a number. A command run with `promoteValues: false` (the
  * oplog tailer's cursor) gets its error's fields unpromoted too: then `code` is an Int32.
  */
-/** NamespaceExists: a collection created meanwhile, by another writer (or a user's first insert). */
-export const NAMESPACE_EXISTS = 48;
-
 export function serverErrorCode(err: unknown): number | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code === 'number') return code;

@@ -12,7 +12,7 @@
 // document whose last write it cannot reach in time is taken for one that old, and said so.
 
 import type { Collection, Document, MongoClient, Timestamp } from 'mongodb';
-import { serverErrorCode } from '../apply/transient.ts';
+import { MAX_TIME_MS_EXPIRED, serverErrorCode } from '../apply/transient.ts';
 import { EXACT_DECODE } from '../bson/raw.ts';
 import type { OplogEntry } from '../oplog/entry.ts';
 import { deleteKey, loggedMarkerDeletes } from '../replicate/marker-deletes.ts';
@@ -55,7 +55,6 @@ type Oplog = Collection<OplogEntry>;
  * a second here.
  */
 const SCAN_MS = 10_000;
-const MAX_TIME_MS_EXPIRED = 50;
 
 /** The operations of the transaction `entry` belongs to, up to and including `entry`'s. */
 async function transactionOps(oplog: Oplog, entry: OplogEntry): Promise<Document[]> {

@@ -6,7 +6,7 @@
 // delete one more write, of the whole document.
 
 import { Long, Timestamp, type Binary, type Document, type MongoClient } from 'mongodb';
-import { NAMESPACE_EXISTS, serverErrorCode } from '../apply/transient.ts';
+import { MAX_TIME_MS_EXPIRED, NAMESPACE_EXISTS, serverErrorCode } from '../apply/transient.ts';
 import { topLevelElements } from '../bson/raw.ts';
 import type { PreImageKey } from '../oplog/entry.ts';
 import { TAG_FIELD } from '../replicate/tag.ts';
@@ -81,8 +81,9 @@ export interface EarlierState {
  * then), in the order of those writes: each document's `_id` decoded as stored and its `__mmm`
  * before the write. Its pre-images are kept when it is the source of a link that resolves, or
  * when a link into it does (./resolve.ts asks, to know whether it wrote a document itself).
+ * Undefined: not read within `maxTimeMS`.
  */
-export async function writtenSince(client: MongoClient, ns: string, ids: readonly unknown[], since: Timestamp): Promise<EarlierState[]> {
+export async function writtenSince(client: MongoClient, ns: string, ids: readonly unknown[], since: Timestamp, maxTimeMS: number): Promise<EarlierState[] | undefined> {
   const dot = ns.indexOf('.');
   const [info] = await client
     .db(ns.slice(0, dot))
@@ -93,14 +94,21 @@ export async function writtenSince(client: MongoClient, ns: string, ids: readonl
   const from = { nsUUID, ts: since, applyOpsIndex: Long.ZERO };
   const to = { nsUUID, ts: NEWEST, applyOpsIndex: Long.MAX_VALUE };
   const images = client.db('config').collection('system.preimages');
-  const found = await images
-    .find({ _id: { $gte: from, $lte: to }, 'preImage._id': { $in: ids } } as Document, {
-      projection: { 'preImage._id': 1, [`preImage.${TAG_FIELD}`]: 1 },
-      sort: { _id: 1 },
-      hint: { _id: 1 },
-      promoteValues: false,
-    })
-    .toArray();
+  let found: Document[];
+  try {
+    found = await images
+      .find({ _id: { $gte: from, $lte: to }, 'preImage._id': { $in: ids } } as Document, {
+        projection: { 'preImage._id': 1, [`preImage.${TAG_FIELD}`]: 1 },
+        sort: { _id: 1 },
+        hint: { _id: 1 },
+        promoteValues: false,
+        maxTimeMS,
+      })
+      .toArray();
+  } catch (err) {
+    if (serverErrorCode(err) === MAX_TIME_MS_EXPIRED) return undefined;
+    throw err;
+  }
   return found.map((image) => {
     const before = image.preImage as Document;
     return { id: before._id as unknown, ts: (image._id as unknown as { ts: Timestamp }).ts, tag: before[TAG_FIELD] };

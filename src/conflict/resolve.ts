@@ -58,6 +58,8 @@ export interface Resolution {
   rejected: number;
   /** Oplog scans that gave up (./last-write.ts): those versions were taken for older than the oplog. */
   slowScans: number;
+  /** Writes whose document's history on the destination could not be read in time (writtenSince): checked by content alone. */
+  unreadHistory: number;
 }
 
 export interface ResolverOptions {
@@ -82,8 +84,8 @@ export class ConflictResolver {
   constructor(private readonly options: ResolverOptions) {}
 
   async resolve(client: MongoClient, session: ClientSession, writes: readonly DestinationWrite[], maxTimeMS: number): Promise<Resolution> {
-    const states = await this.read(client, session, writes, maxTimeMS);
-    const out: Resolution = { writes: [], from: [], records: [], unchecked: 0, rejected: 0, slowScans: 0 };
+    const out: Resolution = { writes: [], from: [], records: [], unchecked: 0, rejected: 0, slowScans: 0, unreadHistory: 0 };
+    const states = await this.read(client, session, writes, maxTimeMS, (n) => (out.unreadHistory += n));
     for (const [index, w] of writes.entries()) {
       const keep = (write: DestinationWrite) => {
         out.writes.push(write);
@@ -153,6 +155,12 @@ export class ConflictResolver {
     if (resolution.rejected > 0) {
       logger.info({ writes: resolution.rejected }, "writes not applied: a concurrent version of the destination's won over them (its origin keeps the conflict)");
     }
+    if (resolution.unreadHistory > 0) {
+      logger.warn(
+        { writes: resolution.unreadHistory },
+        "the destination's own writes since these writes could not be read in time (a long backlog): checked by their bytes alone",
+      );
+    }
     if (resolution.slowScans > 0) {
       logger.warn({ writes: resolution.slowScans }, "a document's last write could not be found in the destination's oplog in time: taken for older than the oplog");
     }
@@ -163,7 +171,13 @@ export class ConflictResolver {
   }
 
   /** The destination's documents that the first checked write of each meets, read in the transaction. */
-  private async read(client: MongoClient, session: ClientSession, writes: readonly DestinationWrite[], maxTimeMS: number): Promise<Map<string, State>> {
+  private async read(
+    client: MongoClient,
+    session: ClientSession,
+    writes: readonly DestinationWrite[],
+    maxTimeMS: number,
+    onUnread: (writes: number) => void,
+  ): Promise<Map<string, State>> {
     const states = new Map<string, State>();
     const wanted = new Map<string, unknown[]>();
     const firsts = new Map<string, DestinationWrite>();
@@ -177,10 +191,6 @@ export class ConflictResolver {
       if (!ids) wanted.set(w.ns, (ids = []));
       ids.push(w.id);
     }
-    // Asked at once, beside the documents, which it is then read with.
-    const earlier = this.writtenSince(client, firsts);
-    // Awaited below; a failed read of the documents first must not leave it unhandled.
-    earlier.catch(() => undefined);
     for (const [ns, ids] of wanted) {
       const dot = ns.indexOf('.');
       const cursor = client
@@ -193,7 +203,9 @@ export class ConflictResolver {
         if (id) states.set(storedKey(ns, doc, id), { kind: 'read', doc });
       }
     }
-    for (const [key, writes] of await earlier) {
+    // After the documents, whose read fixed the transaction's snapshot: every write of the
+    // destination's before it is among the pre-images read now.
+    for (const [key, writes] of await this.writtenSince(client, firsts, onUnread)) {
       const state = states.get(key);
       if (state?.kind === 'read' && usersWrote(writes, state.doc)) states.set(key, { ...state, touched: true });
     }
@@ -208,8 +220,16 @@ export class ConflictResolver {
    * are looked for, in the pre-images the destination kept: for each key of `firsts`, the
    * writes made on its document from its write's time on, in order.
    */
-  private async writtenSince(client: MongoClient, firsts: Map<string, DestinationWrite>): Promise<Map<string, EarlierState[]>> {
+  private async writtenSince(client: MongoClient, firsts: Map<string, DestinationWrite>, onUnread: (writes: number) => void): Promise<Map<string, EarlierState[]>> {
     const byNs = new Map<string, { ids: unknown[]; since: Timestamp }>();
+    // A base whose tag is a version of the destination's own: its source had the destination's
+    // writes on the document up to that one (a second's counters say nothing of order across
+    // servers, so a write made after receiving one can bear an earlier time than it).
+    const seen = new Map<string, Timestamp>();
+    for (const [key, w] of firsts) {
+      const base = w.check!.base ? parseTag(tagOf(w.check!.base)) : undefined;
+      if (base?.origin === this.options.destinationId && base.ts) seen.set(key, base.ts);
+    }
     for (const w of firsts.values()) {
       const since = w.check!.version.ts;
       if (since === null) continue;
@@ -222,11 +242,18 @@ export class ConflictResolver {
     }
     const found = new Map<string, EarlierState[]>();
     for (const [ns, { ids, since }] of byNs) {
-      for (const state of await writtenSince(client, ns, ids, since)) {
+      const states = await writtenSince(client, ns, ids, since, HISTORY_MS);
+      if (states === undefined) {
+        onUnread(ids.length);
+        continue;
+      }
+      for (const state of states) {
         const key = documentKey(ns, state.id);
         // Read from the earliest write of the namespace on: one before this document's own was made is no rival of it.
         const own = firsts.get(key)?.check?.version.ts;
         if (!own || state.ts.lessThan(own)) continue;
+        const had = seen.get(key);
+        if (had && !state.ts.greaterThan(had)) continue;
         const list = found.get(key);
         if (list) list.push(state);
         else found.set(key, [state]);
@@ -235,6 +262,14 @@ export class ConflictResolver {
     return found;
   }
 }
+
+/**
+ * The longest a batch's read of the destination's pre-images may take (it runs while the
+ * transaction is open). Steady replication reads a few hundred milliseconds of them; a catch-up
+ * after a long outage may have far more, whose documents are then checked by content alone,
+ * and said so.
+ */
+const HISTORY_MS = 2_000;
 
 /**
  * One key per document as the server tells them apart: numbers by value whatever their type (1
