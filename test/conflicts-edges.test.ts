@@ -47,20 +47,22 @@ const DELETED = 'edges.deleted';
 const BACK = 'edges.back';
 const REPLAY_DELETED = 'edges.replay_deleted';
 const SAME_SECOND = 'edges.same_second';
+const UNREAD = 'edges.unread';
 
 let cluster: Cluster;
 let clients: Map<string, MongoClient>;
 let mmm: RunningMmm | undefined;
 
 before(async () => {
-  cluster = await startCluster(3);
+  // Test commands: a fail point makes a read of the destination's pre-images run out of time.
+  cluster = await startCluster(3, { args: ['--setParameter', 'enableTestCommands=1'] });
   const { topology } = cluster;
   clients = cluster.clients;
   const link = (src: string, dst: string, ns: string, ops = 'iud') => addLink(topology, clients, `${src}/${ns}`, `${dst}/${ns}`, ops);
   await link(A, B, RING_TXN);
   await link(B, C, RING_TXN);
   await link(C, A, RING_TXN);
-  for (const ns of [NUMERIC_ID, BIG, REPLAY, DELETED, BACK, REPLAY_DELETED, SAME_SECOND]) {
+  for (const ns of [NUMERIC_ID, BIG, REPLAY, DELETED, BACK, REPLAY_DELETED, SAME_SECOND, UNREAD]) {
     await link(A, B, ns);
     await link(B, A, ns);
   }
@@ -411,4 +413,28 @@ test("a write on A made after B's reached it, in the same second with a smaller 
   assert.ok(made > 0, "in 5 tries, A's write never came in the same second as B's with a smaller counter");
   assert.equal(typed(await untagged(collection(B, SAME_SECOND), id)), typed(await untagged(collection(A, SAME_SECOND), id)));
   assert.deepEqual(shownRecords(await recordsByServer(SAME_SECOND)), [], 'no conflict recorded');
+});
+
+test("a batch whose read of the destination's pre-images runs out of time is checked by its bytes alone, and says so", async () => {
+  const id = 'unread';
+  if (mmm) await stopRun();
+  const lines: Document[] = [];
+  startRun(pino({ level: 'info' }, new Writable({ write: (chunk, _enc, done) => (lines.push(JSON.parse(String(chunk)) as Document), done()) })));
+  await collection(A, UNREAD).insertOne({ _id: id as never, v: new Int32(0) });
+  await settle(cluster.topology, clients);
+  // The next read of B's pre-images (A's update, checked on B) fails as a read past its maxTimeMS does.
+  const data = { failCommands: ['find'], namespace: 'config.system.preimages', errorCode: 50 };
+  await client(B).db('admin').command({ configureFailPoint: 'failCommand', mode: { times: 1 }, data });
+  try {
+    await collection(A, UNREAD).updateOne({ _id: id as never }, { $set: { v: new Int32(1) } });
+    await settle(cluster.topology, clients);
+  } finally {
+    await client(B).db('admin').command({ configureFailPoint: 'failCommand', mode: 'off' });
+  }
+  await stopRun();
+  assert.equal(typed(await untagged(collection(B, UNREAD), id)), typed(await untagged(collection(A, UNREAD), id)), "B holds A's update");
+  const unread = lines.filter((l) => String(l.msg).includes('checked by their bytes alone'));
+  assert.equal(unread.length, 1, `one warning: ${JSON.stringify(unread)}`);
+  assert.equal(unread[0]!.level, 40);
+  assert.equal(unread[0]!.writes, 1);
 });
