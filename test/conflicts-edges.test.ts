@@ -415,7 +415,7 @@ test("a write on A made after B's reached it, in the same second with a smaller 
   assert.deepEqual(shownRecords(await recordsByServer(SAME_SECOND)), [], 'no conflict recorded');
 });
 
-test("a batch whose read of the destination's pre-images runs out of time is checked by its bytes alone, and says so", async () => {
+test("a batch whose read of the destination's pre-images runs out of time is checked by its bytes alone, as are the next for 30 s, and says so once", async () => {
   const id = 'unread';
   if (mmm) await stopRun();
   const lines: Document[] = [];
@@ -424,17 +424,26 @@ test("a batch whose read of the destination's pre-images runs out of time is che
   await settle(cluster.topology, clients);
   // The next read of B's pre-images (A's update, checked on B) fails as a read past its maxTimeMS does.
   const data = { failCommands: ['find'], namespace: 'config.system.preimages', errorCode: 50 };
-  await client(B).db('admin').command({ configureFailPoint: 'failCommand', mode: { times: 1 }, data });
+  const failPoint = async (mode: unknown) => Number((await client(B).db('admin').command({ configureFailPoint: 'failCommand', mode, data })).count);
+  // The fail point counts the reads it failed, over all its settings since it was first set.
+  const before = await failPoint('off');
+  let tried: number;
   try {
+    await failPoint({ times: 1 });
     await collection(A, UNREAD).updateOne({ _id: id as never }, { $set: { v: new Int32(1) } });
     await settle(cluster.topology, clients);
+    // The next batch, within 30 s, does not try again (each would wait out the bound).
+    assert.equal(await failPoint('alwaysOn'), before + 1, 'the first batch tried to read');
+    await collection(A, UNREAD).updateOne({ _id: id as never }, { $set: { v: new Int32(2) } });
+    await settle(cluster.topology, clients);
   } finally {
-    await client(B).db('admin').command({ configureFailPoint: 'failCommand', mode: 'off' });
+    tried = await failPoint('off');
   }
   await stopRun();
-  assert.equal(typed(await untagged(collection(B, UNREAD), id)), typed(await untagged(collection(A, UNREAD), id)), "B holds A's update");
+  assert.equal(tried, before + 1, 'the next batch did not try to read');
+  assert.equal(typed(await untagged(collection(B, UNREAD), id)), typed(await untagged(collection(A, UNREAD), id)), "B holds A's updates");
   const unread = lines.filter((l) => String(l.msg).includes('checked by their bytes alone'));
-  assert.equal(unread.length, 1, `one warning: ${JSON.stringify(unread)}`);
+  assert.equal(unread.length, 1, `one warning, for both batches: ${JSON.stringify(unread)}`);
   assert.equal(unread[0]!.level, 40);
   assert.equal(unread[0]!.writes, 1);
 });

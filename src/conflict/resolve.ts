@@ -80,6 +80,10 @@ type State =
 export class ConflictResolver {
   /** Writes applied unchecked are said once per run: a catch-up of writes made before pre-images were on has many. */
   private warnedUnchecked = false;
+  /** Until when (Date.now) the destination's pre-images are not read: a read ran out of time, and each batch would wait as long again. */
+  private historyUnreadUntil = 0;
+  /** When that was last said (at most once per HISTORY_RETRY_MS). */
+  private historyWarnedAt = Number.NEGATIVE_INFINITY;
 
   constructor(private readonly options: ResolverOptions) {}
 
@@ -155,10 +159,11 @@ export class ConflictResolver {
     if (resolution.rejected > 0) {
       logger.info({ writes: resolution.rejected }, "writes not applied: a concurrent version of the destination's won over them (its origin keeps the conflict)");
     }
-    if (resolution.unreadHistory > 0) {
+    if (resolution.unreadHistory > 0 && Date.now() - this.historyWarnedAt >= HISTORY_RETRY_MS) {
+      this.historyWarnedAt = Date.now();
       logger.warn(
         { writes: resolution.unreadHistory },
-        "the destination's own writes since these writes could not be read in time (a long backlog): checked by their bytes alone",
+        "the destination's own writes since these writes could not be read in time (a long backlog): checked by their bytes alone, for the next 30 s (said at most every 30 s)",
       );
     }
     if (resolution.slowScans > 0) {
@@ -221,6 +226,10 @@ export class ConflictResolver {
    * writes made on its document from its write's time on, in order.
    */
   private async writtenSince(client: MongoClient, firsts: Map<string, DestinationWrite>, onUnread: (writes: number) => void): Promise<Map<string, EarlierState[]>> {
+    if (Date.now() < this.historyUnreadUntil) {
+      onUnread(firsts.size);
+      return new Map();
+    }
     const byNs = new Map<string, { ids: unknown[]; since: Timestamp }>();
     // A base whose tag is a version of the destination's own: its source had the destination's
     // writes on the document up to that one (a second's counters say nothing of order across
@@ -244,6 +253,7 @@ export class ConflictResolver {
     for (const [ns, { ids, since }] of byNs) {
       const states = await writtenSince(client, ns, ids, since, HISTORY_MS);
       if (states === undefined) {
+        this.historyUnreadUntil = Date.now() + HISTORY_RETRY_MS;
         onUnread(ids.length);
         continue;
       }
@@ -266,10 +276,12 @@ export class ConflictResolver {
 /**
  * The longest a batch's read of the destination's pre-images may take (it runs while the
  * transaction is open). Steady replication reads a few hundred milliseconds of them; a catch-up
- * after a long outage may have far more, whose documents are then checked by content alone,
- * and said so.
+ * after a long outage may have far more, whose documents are then checked by content alone
+ * for a while, and said so.
  */
 const HISTORY_MS = 2_000;
+/** After a read that ran out of time, how long the next batches go without one (they would each wait HISTORY_MS). */
+const HISTORY_RETRY_MS = 30_000;
 
 /**
  * One key per document as the server tells them apart: numbers by value whatever their type (1
