@@ -163,7 +163,7 @@ export class ConflictResolver {
       this.historyWarnedAt = Date.now();
       logger.warn(
         { writes: resolution.unreadHistory },
-        "the destination's own writes since these writes could not be read in time (a long backlog): checked by their bytes alone, for the next 30 s (said at most every 30 s)",
+        `the destination's own writes since these writes could not be read in time (a long backlog): checked by their bytes alone, for the next ${HISTORY_RETRY_MS / 1000} s (said at most that often)`,
       );
     }
     if (resolution.slowScans > 0) {
