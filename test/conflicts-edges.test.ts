@@ -168,6 +168,17 @@ async function recordsByServer(ns: string): Promise<Map<string, ConflictRecord[]
 
 const shownRecords = (records: Map<string, ConflictRecord[]>) => [...records].flatMap(([s, rs]) => rs.map((r) => `${s}: ${showRecord(r)}`));
 
+/** The one conflict record of `ns` over every server, which `server` must keep; `all` shows every record, for messages. */
+async function onlyRecord(ns: string, server: string): Promise<{ record: ConflictRecord; all: string }> {
+  const records = await recordsByServer(ns);
+  const shown = shownRecords(records);
+  const all = shown.join(' ');
+  assert.equal(shown.length, 1, `one record in all: ${all}`);
+  const [record] = records.get(server)!;
+  assert.ok(record, `${server} keeps the record: ${all}`);
+  return { record, all };
+}
+
 test('ring A -> B -> C -> A: a transaction on A writing one document twice loses to a later write on C, on all three, and A keeps it with its own time', async () => {
   const id = 'txn';
   await prepare(() => collection(A, RING_TXN).insertOne({ _id: id as never, f: new Int32(0), g: new Int32(0) }));
@@ -193,15 +204,11 @@ test('ring A -> B -> C -> A: a transaction on A writing one document twice loses
     const final = await untagged(collection(s, RING_TXN), id);
     assert.equal(typed(final), typed(onC.doc), `${s} holds C's whole document`);
   }
-  const records = await recordsByServer(RING_TXN);
-  const all = shownRecords(records);
-  assert.equal(all.length, 1, `one record in all: ${all.join(' ')}`);
-  const [record] = records.get(A)!;
-  assert.ok(record, `A keeps the record: ${all.join(' ')}`);
+  const { record, all } = await onlyRecord(RING_TXN, A);
   assert.deepEqual(
     { id: record.id, source: record.source, won: showVersion(record.won), lost: showVersion(record.lost) },
     { id, source: idOf(C), won: showVersion(onC.version), lost: showVersion(onA.version) },
-    `C's write won over A's transaction, at the transaction's time on A: ${all.join(' ')}`,
+    `C's write won over A's transaction, at the transaction's time on A: ${all}`,
   );
   assert.equal(typed(untaggedDoc(record.won.doc)), typed(onC.doc), "the record's winning document");
   assert.equal(typed(untaggedDoc(record.lost.doc)), typed(onA.doc), "the record's losing document: A's after its transaction");
@@ -218,11 +225,8 @@ test('_id 1 as an int32 on A and 1.0 as a double on B, inserted concurrently: on
     const docs = (await collection(s, NUMERIC_ID).find({}, { raw: true }).toArray()) as unknown as Buffer[];
     assert.deepEqual(docs.map((d) => typed(splitTag(d).rest)), [typed(onB.doc)], `${s} holds B's later document alone, its _id a double`);
   }
-  const records = await recordsByServer(NUMERIC_ID);
-  const all = shownRecords(records);
-  assert.equal(all.length, 1, `one record in all: ${all.join(' ')}`);
-  const [record] = records.get(A)!;
-  assert.ok(record, `A, whose insert lost, keeps the record: ${all.join(' ')}`);
+  // A, whose insert lost, keeps the record.
+  const { record } = await onlyRecord(NUMERIC_ID, A);
   assert.deepEqual(
     { source: record.source, won: showVersion(record.won), lost: showVersion(record.lost) },
     { source: idOf(B), won: showVersion(onB.version), lost: showVersion(onA.version) },
@@ -249,12 +253,8 @@ test('an insert on A, and on B a later insert and delete of that _id: gone from 
     assert.equal(await collection(s, DELETED).countDocuments({ _id: 'gone' as never }), 0, `${s} holds no 'gone'`);
     assert.equal(typed(await untagged(collection(s, DELETED), 'back')), typed(back.doc), `${s} holds A's 'back'`);
   }
-  const records = await recordsByServer(DELETED);
-  const all = shownRecords(records);
   // A's first insert lost to B's (which B then deleted): A keeps it. B's delete beat A's insert where they met, on B: nothing of B's lost.
-  assert.equal(all.length, 1, `one record in all: ${all.join(' ')}`);
-  const [record] = records.get(A)!;
-  assert.ok(record, `A keeps the record: ${all.join(' ')}`);
+  const { record } = await onlyRecord(DELETED, A);
   assert.deepEqual(
     { id: record.id, won: showVersion(record.won), lost: showVersion(record.lost) },
     { id: 'gone', won: showVersion(onB.version), lost: showVersion(onA.version) },
@@ -272,11 +272,7 @@ test('a $set on A, and on B two later ones that bring the document back to the s
 
   // Before, B took A's write for one made on what it held (the same bytes) and applied it; A took B's.
   for (const s of [A, B]) assert.equal(typed(await untagged(collection(s, BACK), id)), typed(last.doc), `${s} holds B's last document`);
-  const records = await recordsByServer(BACK);
-  const all = shownRecords(records);
-  assert.equal(all.length, 1, `one record in all: ${all.join(' ')}`);
-  const [record] = records.get(A)!;
-  assert.ok(record, `A keeps the record: ${all.join(' ')}`);
+  const { record } = await onlyRecord(BACK, A);
   assert.deepEqual({ won: showVersion(record.won), lost: showVersion(record.lost) }, { won: showVersion(first.version), lost: showVersion(onA.version) });
   assert.equal(typed(untaggedDoc(record.lost.doc)), typed(onA.doc), "the record's losing document: A's");
 });
