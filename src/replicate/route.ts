@@ -45,6 +45,8 @@ export class Router {
   private readonly bySourceNs = new Map<string, Link[]>();
   /** Per link, the position after which its changes are replicated (see startAt). */
   private readonly from = new Map<Link, Timestamp>();
+  /** Per link, whether it resolves: asked once, not for every change (the answer walks the topology's links). */
+  private readonly resolving = new Map<Link, boolean>();
 
   constructor(private readonly options: RouterOptions) {
     for (const link of options.linksBySource.get(options.sourceId) ?? []) {
@@ -53,6 +55,7 @@ export class Router {
       const list = this.bySourceNs.get(link.src) ?? [];
       list.push(link);
       this.bySourceNs.set(link.src, list);
+      this.resolving.set(link, options.resolves?.(link) ?? false);
     }
   }
 
@@ -98,7 +101,7 @@ export class Router {
       const from = this.from.get(link);
       if (from !== undefined && !change.ts.greaterThan(from)) continue;
       if (origin !== sourceId && this.hasDirectLink(origin, link.dst, change.op)) continue;
-      routed.push({ change, ns: link.dst, tag: versionTag(change, origin, sourceId), origin, resolve: this.options.resolves?.(link) ?? false });
+      routed.push({ change, ns: link.dst, tag: versionTag(change, origin, sourceId), origin, resolve: this.resolving.get(link)! });
     }
     return routed;
   }
