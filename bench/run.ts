@@ -25,7 +25,9 @@
 //   7. verify:   `mmm verify` of an equal link of --verify-docs documents of 1 KB (./verify.ts).
 //  11. conflict check (`conflicts`): section 2 with a link back from B to A too, so that A's
 //      writes are checked for conflicts on B (there are none), with `run --conflicts lww` and
-//      with `--conflicts off`, one after the other; the ratio is the check's cost.
+//      with `--conflicts off`, in turn; the ratio is the check's cost. A third run, `off` with
+//      the pre-images that `lww` turns on kept all the same, tells the servers' share of that
+//      cost (each update or delete also writes its pre-image) from the check's own.
 //  10. copy (`copy`): `replicate --copy` of --copy-docs documents against the destination's
 //      insert ceiling and MongoDB's initial sync of the same documents, on servers of its own
 //      (./copy.ts).
@@ -179,10 +181,10 @@ async function newest(c: MongoClient): Promise<Timestamp> {
 }
 
 /** Empties the bench collection on the given servers and writes the pre-populated documents. */
-async function prepare(clients: MongoClient[], p: WorkloadPlan): Promise<void> {
+async function prepare(clients: MongoClient[], p: WorkloadPlan, preImages = false): Promise<void> {
   for (const c of clients) {
     await coll(c).drop().catch(() => undefined);
-    await c.db(DB).createCollection(COLL);
+    await c.db(DB).createCollection(COLL, preImages ? { changeStreamPreAndPostImages: { enabled: true } } : {});
   }
   const rnd = () => 0.5;
   for (let start = 0; start < p.prepopulate; start += 1_000) {
@@ -287,18 +289,22 @@ function* flatten(source: Iterable<Unit>): Generator<Unit> {
   if (ops.length > 0) yield { ops, transaction: false };
 }
 
+/** How section 11 runs mmm: `off-images` is `--conflicts off` on collections that keep pre-images, as `lww` makes them. */
+type ConflictMode = 'lww' | 'off' | 'off-images';
+
 /**
  * mmm: the workload written to A with mmm running; ops/s until B has it all. `conflicts`: with
- * the link back from B to A as well, and that `run --conflicts` policy.
+ * the link back from B to A as well, and that mode.
  */
 async function throughput(
   s: Servers,
   p: WorkloadPlan,
   seed: number,
   config = s.config,
-  conflicts?: 'lww' | 'off',
+  mode?: ConflictMode,
 ): Promise<{ opsPerSec: number; mmmCpu: number; elapsed: number; writeSeconds: number }> {
-  await prepare([s.ca, s.cb], p);
+  const conflicts = mode === 'off-images' ? 'off' : mode;
+  await prepare([s.ca, s.cb], p, mode === 'off-images');
   await skipToEnd(s);
   const back = new ReplicationConfigStore(s.ca);
   if (conflicts) {
@@ -560,12 +566,13 @@ async function main(): Promise<void> {
           log(`run ${run} ${w}: mmm with ${settings.latencyMs} ms each way to the destination ${fmt(row.mmmDelayed)} ops/s (${fmt(t.elapsed, 1)} s)`);
         }
         if (settings.sections.has('conflicts')) {
-          // Both orders in turn over runs, so that neither always runs on a warmer server.
-          const order: Array<'lww' | 'off'> = run % 2 === 1 ? ['off', 'lww'] : ['lww', 'off'];
+          // The orders in turn over runs, so that none always runs on a warmer server.
+          const modes: ConflictMode[] = ['off', 'lww', 'off-images'];
+          const order = modes.map((_, k) => modes[(k + run - 1) % modes.length]!);
           for (const mode of order) {
             const t = await throughput(s, p, seed, s.config, mode);
-            row[mode === 'lww' ? 'checked' : 'unchecked'] = t.opsPerSec;
-            log(`run ${run} ${w}: both ways, --conflicts ${mode}: ${fmt(t.opsPerSec)} ops/s (${fmt(t.elapsed, 1)} s, the source writes took ${fmt(t.writeSeconds, 1)} s; mmm used ${fmt(t.mmmCpu, 1)} s of CPU)`);
+            row[{ lww: 'checked', off: 'unchecked', 'off-images': 'preImagesOnly' }[mode]] = t.opsPerSec;
+            log(`run ${run} ${w}: both ways, --conflicts ${mode === 'off-images' ? 'off (pre-images kept)' : mode}: ${fmt(t.opsPerSec)} ops/s (${fmt(t.elapsed, 1)} s, the source writes took ${fmt(t.writeSeconds, 1)} s; mmm used ${fmt(t.mmmCpu, 1)} s of CPU)`);
           }
         }
         if (settings.sections.has('catchup')) {
@@ -642,15 +649,18 @@ async function main(): Promise<void> {
   }
   if (settings.sections.has('conflicts')) {
     lines.push('');
-    lines.push(`| workload | both ways, --conflicts off (ops/s) | both ways, --conflicts lww (ops/s) | lww / off |`);
-    lines.push(`|---|---:|---:|---:|`);
+    lines.push(`| workload | both ways, --conflicts off (ops/s) | off, pre-images kept (ops/s) | both ways, --conflicts lww (ops/s) | lww / off | pre-images alone / off |`);
+    lines.push(`|---|---:|---:|---:|---:|---:|`);
     for (const w of settings.workloads) {
       const row = (r: Document) => r.workloads[w] as Document | undefined;
+      const ratioTo = (k: string) => med((r) => (row(r)?.[k] && row(r)?.unchecked ? row(r)![k] / row(r)!.unchecked : undefined));
       const unchecked = med((r) => row(r)?.unchecked);
+      const images = med((r) => row(r)?.preImagesOnly);
       const checked = med((r) => row(r)?.checked);
-      const ratio = med((r) => (row(r)?.checked && row(r)?.unchecked ? row(r)!.checked / row(r)!.unchecked : undefined));
-      Object.assign(summary.workloads[w], { conflictsOff: unchecked, conflictsLww: checked, conflictCheckRatio: ratio });
-      lines.push(`| ${WORKLOAD_TITLES[w]} | ${fmt(unchecked)} | ${fmt(checked)} | ${fmt(ratio, 2)} |`);
+      const ratio = ratioTo('checked');
+      const imagesRatio = ratioTo('preImagesOnly');
+      Object.assign(summary.workloads[w], { conflictsOff: unchecked, conflictsPreImagesOnly: images, conflictsLww: checked, conflictCheckRatio: ratio, preImagesRatio: imagesRatio });
+      lines.push(`| ${WORKLOAD_TITLES[w]} | ${fmt(unchecked)} | ${fmt(images)} | ${fmt(checked)} | ${fmt(ratio, 2)} | ${fmt(imagesRatio, 2)} |`);
     }
   }
   const lagRow = (k: string) => med((r) => r.lag?.[k]);
