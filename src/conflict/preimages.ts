@@ -76,45 +76,105 @@ export interface EarlierState {
   tag: unknown;
 }
 
-/**
- * Of `ids`, the pre-images collection `ns` kept from `since` on (one per update or delete made
- * then), in the order of those writes: each document's `_id` decoded as stored and its `__mmm`
- * before the write. Its pre-images are kept when it is the source of a link that resolves, or
- * when a link into it does (./resolve.ts asks, to know whether it wrote a document itself).
- * Undefined: not read within `maxTimeMS`.
- */
-export async function writtenSince(client: MongoClient, ns: string, ids: readonly unknown[], since: Timestamp, maxTimeMS: number): Promise<EarlierState[] | undefined> {
+/** The UUID of collection `ns` (its pre-images are kept under it); undefined: there is none. */
+export async function collectionUuid(client: MongoClient, ns: string): Promise<Binary | undefined> {
   const dot = ns.indexOf('.');
   const [info] = await client
     .db(ns.slice(0, dot))
     .listCollections({ name: ns.slice(dot + 1) }, { nameOnly: false })
     .toArray();
-  const nsUUID = (info as { info?: { uuid?: Binary } } | undefined)?.info?.uuid;
-  if (!nsUUID) return [];
-  const from = { nsUUID, ts: since, applyOpsIndex: Long.ZERO };
-  const to = { nsUUID, ts: NEWEST, applyOpsIndex: Long.MAX_VALUE };
-  const images = client.db('config').collection('system.preimages');
-  let found: Document[];
+  return (info as { info?: { uuid?: Binary } } | undefined)?.info?.uuid;
+}
+
+/** A stretch of a collection's pre-images by the time of their writes; a bound left out is open. */
+export interface PreImageRange {
+  /** From this time on (inclusive). */
+  from?: Timestamp;
+  /** After this time (exclusive). */
+  after?: Timestamp;
+  /** Before this time (exclusive). */
+  before?: Timestamp;
+}
+
+/**
+ * The pre-images the collection of UUID `nsUUID` kept in `range`, in the order of their writes:
+ * each document's `_id` decoded as stored and its `__mmm` before the write. Its pre-images are
+ * kept when it is the source of a link that resolves, or when a link into it does (./resolve.ts
+ * asks, to know whether it wrote a document itself). `ids`: only of those documents. Undefined:
+ * not read within `maxTimeMS`.
+ */
+export async function writtenIn(client: MongoClient, nsUUID: Binary, range: PreImageRange, ids: readonly unknown[], maxTimeMS: number): Promise<EarlierState[] | undefined> {
   try {
-    found = await images
-      .find({ _id: { $gte: from, $lte: to }, 'preImage._id': { $in: ids } } as Document, {
-        projection: { 'preImage._id': 1, [`preImage.${TAG_FIELD}`]: 1 },
+    const found = await client
+      .db('config')
+      .collection('system.preimages')
+      .find({ _id: rangeBounds(nsUUID, range), 'preImage._id': { $in: ids } } as Document, {
+        projection: IMAGE_FIELDS,
         sort: { _id: 1 },
         hint: { _id: 1 },
         promoteValues: false,
         maxTimeMS,
       })
       .toArray();
+    return found.map(earlierState);
   } catch (err) {
     if (serverErrorCode(err) === MAX_TIME_MS_EXPIRED) return undefined;
     throw err;
   }
-  return found.map((image) => {
-    const before = image.preImage as Document;
-    return { id: before._id as unknown, ts: (image._id as unknown as { ts: Timestamp }).ts, tag: before[TAG_FIELD] };
-  });
 }
 
+/**
+ * Every pre-image the collection of UUID `nsUUID` kept after `after`, as writtenIn gives them,
+ * read at a snapshot of majority-committed data, and that snapshot's time: no write before it is
+ * left to commit, so a later read from that time on misses none. Undefined: not read within
+ * `maxTimeMS`.
+ */
+export async function writtenAfter(
+  client: MongoClient,
+  nsUUID: Binary,
+  after: Timestamp,
+  maxTimeMS: number,
+): Promise<{ states: EarlierState[]; readAt: Timestamp } | undefined> {
+  const config = client.db('config');
+  const options = { promoteValues: false } as const;
+  try {
+    let reply = await config.command(
+      { find: 'system.preimages', filter: { _id: rangeBounds(nsUUID, { after }) }, projection: IMAGE_FIELDS, sort: { _id: 1 }, hint: { _id: 1 }, batchSize: 50_000, readConcern: { level: 'snapshot' }, maxTimeMS },
+      options,
+    );
+    const readAt = reply.cursor.atClusterTime as Timestamp;
+    const states = (reply.cursor.firstBatch as Document[]).map(earlierState);
+    // A snapshot read's getMores read at its time.
+    while (!isZero(reply.cursor.id)) {
+      reply = await config.command({ getMore: reply.cursor.id, collection: 'system.preimages', batchSize: 50_000 }, options);
+      for (const image of reply.cursor.nextBatch as Document[]) states.push(earlierState(image));
+    }
+    return { states, readAt };
+  } catch (err) {
+    if (serverErrorCode(err) === MAX_TIME_MS_EXPIRED) return undefined;
+    throw err;
+  }
+}
+
+const IMAGE_FIELDS = { 'preImage._id': 1, [`preImage.${TAG_FIELD}`]: 1 };
+
+function earlierState(image: Document): EarlierState {
+  const before = image.preImage as Document;
+  return { id: before._id as unknown, ts: (image._id as { ts: Timestamp }).ts, tag: before[TAG_FIELD] };
+}
+
+function rangeBounds(nsUUID: Binary, range: PreImageRange): Document {
+  return {
+    ...(range.after ? { $gt: { nsUUID, ts: range.after, applyOpsIndex: Long.MAX_VALUE } } : { $gte: { nsUUID, ts: range.from ?? OLDEST, applyOpsIndex: Long.ZERO } }),
+    ...(range.before ? { $lt: { nsUUID, ts: range.before, applyOpsIndex: Long.ZERO } } : { $lte: { nsUUID, ts: NEWEST, applyOpsIndex: Long.MAX_VALUE } }),
+  };
+}
+
+function isZero(id: unknown): boolean {
+  return id instanceof Long ? id.isZero() : Number(id) === 0;
+}
+
+const OLDEST = new Timestamp({ t: 0, i: 0 });
 const NEWEST = new Timestamp({ t: 0xffffffff, i: 0xffffffff });
 
 /** The key readPreImages gives a pre-image. */

@@ -33,7 +33,8 @@ import { decodeValue, equalWithout, EXACT_DECODE, keyElements, type ElementSpan 
 import { deleteKey } from '../replicate/marker-deletes.ts';
 import { TAG_FIELD } from '../replicate/tag.ts';
 import { lastVersion } from './last-write.ts';
-import { writtenSince, type EarlierState } from './preimages.ts';
+import { DestinationHistory } from './history.ts';
+import type { EarlierState } from './preimages.ts';
 import { conflictRecord, type ConflictRecord } from './record.ts';
 import { beats, parseTag, sameVersion, type ConflictPolicy, type Version } from './version.ts';
 
@@ -84,6 +85,8 @@ export class ConflictResolver {
   private historyUnreadUntil = 0;
   /** When that was last said (at most once per HISTORY_RETRY_MS). */
   private historyWarnedAt = Number.NEGATIVE_INFINITY;
+  /** The destination's own writes, by namespace, read once each (./history.ts). */
+  private readonly histories = new Map<string, DestinationHistory>();
 
   constructor(private readonly options: ResolverOptions) {}
 
@@ -251,7 +254,9 @@ export class ConflictResolver {
     }
     const found = new Map<string, EarlierState[]>();
     for (const [ns, { ids, since }] of byNs) {
-      const states = await writtenSince(client, ns, ids, since, HISTORY_MS);
+      let history = this.histories.get(ns);
+      if (!history) this.histories.set(ns, (history = new DestinationHistory(ns, (id) => documentKey(ns, id))));
+      const states = await history.writtenSince(client, ids, since, HISTORY_MS);
       if (states === undefined) {
         this.historyUnreadUntil = Date.now() + HISTORY_RETRY_MS;
         onUnread(ids.length);
@@ -274,8 +279,8 @@ export class ConflictResolver {
 }
 
 /**
- * The longest a batch's read of the destination's pre-images may take (it runs while the
- * transaction is open). Steady replication reads a few hundred milliseconds of them; a catch-up
+ * The longest each of a batch's reads of the destination's pre-images may take (they run while
+ * the transaction is open; ./history.ts). Steady replication reads a batch's worth; a catch-up
  * after a long outage may have far more, whose documents are then checked by content alone
  * for a while, and said so.
  */

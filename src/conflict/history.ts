@@ -1,0 +1,131 @@
+// The destination's own writes on one collection, as its pre-images tell them (./preimages.ts),
+// for ./resolve.ts to ask which of a batch's documents it wrote since a given time.
+//
+// Asking the server afresh for every batch made it scan all its pre-images from the batch's
+// earliest write on, again and again: a batch behind by seconds scanned seconds of the
+// destination's writes, mmm's own among them, once per partition. So each pre-image is read once
+// and kept, from the earliest time a batch asked for (less a few seconds) on; a batch reads only
+// the new ones, and each partition then only those committed since, of its own documents.
+//
+// What is kept must miss no write: a write can commit after a later one (its time is taken
+// first), so a read of the newest state may see a write and miss one before it that is still to
+// commit, and a read that starts after the later one would miss it for good. The kept
+// pre-images are therefore read with read concern "snapshot": majority-committed data at one
+// time, before which nothing is left to commit; the next read starts at that time. What came
+// after it, each partition reads itself, after its documents, as before.
+
+import type { Binary, MongoClient } from 'mongodb';
+import { Timestamp } from 'mongodb';
+import { collectionUuid, writtenAfter, writtenIn, type EarlierState } from './preimages.ts';
+
+/** A batch that asks from this far before what is kept reads that stretch itself; the kept ones start this far before the earliest asked for. */
+const SLACK_SECONDS = 5;
+/** The most pre-images kept (about 150 bytes each): beyond, what is kept is let go, and batches behind it read their own stretch, as before. */
+const MOST_KEPT = 100_000;
+
+/** Every pre-image of the collection from `from` up to `readAt` (from <= readAt), by document. */
+interface Kept {
+  nsUUID: Binary;
+  /** nsUUID as a string: a collection dropped and created again is another. */
+  uuid: string;
+  from: Timestamp;
+  readAt: Timestamp;
+  byDocument: Map<string, EarlierState[]>;
+  size: number;
+}
+
+export class DestinationHistory {
+  private kept: Kept | undefined;
+  /** The read of new pre-images in flight: partitions of one batch wait on one read. */
+  private reading: Promise<boolean> | undefined;
+
+  constructor(
+    private readonly ns: string,
+    /** The key ./resolve.ts gives a document of this collection by its `_id`. */
+    private readonly keyOf: (id: unknown) => string,
+    private readonly mostKept = MOST_KEPT,
+  ) {}
+
+  /**
+   * For the documents `ids`, the writes the destination made on them from `since` on, in order
+   * for each document, read after the caller's own read of them: undefined when they could not
+   * be read within `maxTimeMS` (for each of at most three reads).
+   */
+  async writtenSince(client: MongoClient, ids: readonly unknown[], since: Timestamp, maxTimeMS: number): Promise<EarlierState[] | undefined> {
+    if (!(await this.readNew(client, since, maxTimeMS))) return undefined;
+    // Taken at once, before a read of another caller's changes what is kept.
+    if (!this.kept) return [];
+    const { nsUUID, from, readAt, byDocument } = this.kept;
+    const kept: EarlierState[] = [];
+    for (const id of ids) {
+      for (const state of byDocument.get(this.keyOf(id)) ?? []) if (!state.ts.lessThan(since) && !state.ts.greaterThan(readAt)) kept.push(state);
+    }
+    let older: EarlierState[] | undefined = [];
+    if (since.lessThan(from)) older = await writtenIn(client, nsUUID, { from: since, before: from }, ids, maxTimeMS);
+    const newer = older && (await writtenIn(client, nsUUID, { after: readAt }, ids, maxTimeMS));
+    // Each document's writes stay in order: the three stretches follow one another.
+    return older && newer && [...older, ...kept, ...newer];
+  }
+
+  /** Brings what is kept up to a new snapshot, one read for all the callers meanwhile; false: it ran out of time. */
+  private async readNew(client: MongoClient, since: Timestamp, maxTimeMS: number): Promise<boolean> {
+    if (this.reading) return this.reading;
+    this.reading = this.read(client, since, maxTimeMS).finally(() => (this.reading = undefined));
+    return this.reading;
+  }
+
+  private async read(client: MongoClient, since: Timestamp, maxTimeMS: number): Promise<boolean> {
+    // Asked once per read, not per caller: a collection dropped and created again (a new UUID)
+    // is read afresh from the next read on.
+    const nsUUID = await collectionUuid(client, this.ns);
+    if (!nsUUID) {
+      this.kept = undefined;
+      return true;
+    }
+    const uuid = uuidString(nsUUID);
+    let kept = this.kept?.uuid === uuid ? this.kept : undefined;
+    const start = kept?.readAt ?? secondsBefore(since, SLACK_SECONDS + 1);
+    const read = await writtenAfter(client, nsUUID, start, maxTimeMS);
+    if (read === undefined) return false;
+    if (!kept) kept = { nsUUID, uuid, from: start, readAt: start, byDocument: new Map(), size: 0 };
+    for (const state of read.states) {
+      const key = this.keyOf(state.id);
+      const list = kept.byDocument.get(key);
+      if (list) list.push(state);
+      else kept.byDocument.set(key, [state]);
+    }
+    kept.size += read.states.length;
+    // A source whose clock runs ahead asks from after the snapshot: nothing is kept before `start` either way.
+    kept.readAt = read.readAt.greaterThan(start) ? read.readAt : start;
+    // Past the most kept, all but the writes at the snapshot's very time go (from must stay at
+    // or before readAt: a write at readAt is neither in the stretch before `from` nor after readAt).
+    if (kept.size > this.mostKept) forgetBefore(kept, kept.readAt);
+    else {
+      const early = secondsBefore(since, SLACK_SECONDS);
+      // At most once per second the batches move on.
+      if (early.t > kept.from.t) forgetBefore(kept, early.greaterThan(kept.readAt) ? kept.readAt : early);
+    }
+    this.kept = kept;
+    return true;
+  }
+}
+
+/** Lets go of what was written before `time` (at most readAt). */
+function forgetBefore(kept: Kept, time: Timestamp): void {
+  for (const [key, states] of kept.byDocument) {
+    const keep = states.findIndex((s) => !s.ts.lessThan(time));
+    if (keep === 0) continue;
+    if (keep < 0) kept.byDocument.delete(key);
+    else kept.byDocument.set(key, states.slice(keep));
+    kept.size -= keep < 0 ? states.length : keep;
+  }
+  kept.from = time;
+}
+
+function secondsBefore(ts: Timestamp, seconds: number): Timestamp {
+  return new Timestamp({ t: Math.max(0, ts.t - seconds), i: 0 });
+}
+
+function uuidString(uuid: Binary): string {
+  return Buffer.from(uuid.buffer).toString('hex');
+}
