@@ -24,6 +24,7 @@ const TRANSIENT_CODES = new Set([
   175, // QueryPlanKilled
   189, // PrimarySteppedDown
   237, // CursorKilled
+  246, // SnapshotUnavailable: a snapshot read (../conflict/history.ts) older than a collection's creation
   262, // ExceededTimeLimit
   9001, // SocketException
   10107, // NotWritablePrimary
