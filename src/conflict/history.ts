@@ -23,7 +23,7 @@ const SLACK_SECONDS = 5;
 /** The most pre-images kept (about 150 bytes each): beyond, what is kept is let go, and batches behind it read their own stretch, as before. */
 const MOST_KEPT = 100_000;
 
-/** Every pre-image of the collection from `from` up to `readAt` (from <= readAt), by document. */
+/** Every pre-image of the collection after `from`, up to `readAt` (from <= readAt), by document. */
 interface Kept {
   nsUUID: Binary;
   /** nsUUID as a string: a collection dropped and created again is another. */
@@ -61,7 +61,7 @@ export class DestinationHistory {
       for (const state of byDocument.get(this.keyOf(id)) ?? []) if (!state.ts.lessThan(since) && !state.ts.greaterThan(readAt)) kept.push(state);
     }
     let older: EarlierState[] | undefined = [];
-    if (since.lessThan(from)) older = await writtenIn(client, nsUUID, { from: since, before: from }, ids, maxTimeMS);
+    if (!since.greaterThan(from)) older = await writtenIn(client, nsUUID, { from: since, upTo: from }, ids, maxTimeMS);
     const newer = older && (await writtenIn(client, nsUUID, { after: readAt }, ids, maxTimeMS));
     // Each document's writes stay in order: the three stretches follow one another.
     return older && newer && [...older, ...kept, ...newer];
@@ -85,7 +85,8 @@ export class DestinationHistory {
     const uuid = uuidString(nsUUID);
     let kept = this.kept?.uuid === uuid ? this.kept : undefined;
     const start = kept?.readAt ?? secondsBefore(since, SLACK_SECONDS + 1);
-    const read = await writtenAfter(client, nsUUID, start, maxTimeMS);
+    // One more than is kept at most: then they are too many, and none is.
+    const read = await writtenAfter(client, nsUUID, start, this.mostKept + 1, maxTimeMS);
     if (read === undefined) return false;
     if (!kept) kept = { nsUUID, uuid, from: start, readAt: start, byDocument: new Map(), size: 0 };
     for (const state of read.states) {
@@ -97,23 +98,22 @@ export class DestinationHistory {
     kept.size += read.states.length;
     // A source whose clock runs ahead asks from after the snapshot: nothing is kept before `start` either way.
     kept.readAt = read.readAt.greaterThan(start) ? read.readAt : start;
-    // Past the most kept, all but the writes at the snapshot's very time go (from must stay at
-    // or before readAt: a write at readAt is neither in the stretch before `from` nor after readAt).
-    if (kept.size > this.mostKept) forgetBefore(kept, kept.readAt);
+    // Past the most kept (the read stopped short of its snapshot's time), none is kept.
+    if (kept.size > this.mostKept) kept = { nsUUID, uuid, from: kept.readAt, readAt: kept.readAt, byDocument: new Map(), size: 0 };
     else {
       const early = secondsBefore(since, SLACK_SECONDS);
       // At most once per second the batches move on.
-      if (early.t > kept.from.t) forgetBefore(kept, early.greaterThan(kept.readAt) ? kept.readAt : early);
+      if (early.t > kept.from.t) forgetUpTo(kept, early.greaterThan(kept.readAt) ? kept.readAt : early);
     }
     this.kept = kept;
     return true;
   }
 }
 
-/** Lets go of what was written before `time` (at most readAt). */
-function forgetBefore(kept: Kept, time: Timestamp): void {
+/** Lets go of what was written up to `time` (at most readAt). */
+function forgetUpTo(kept: Kept, time: Timestamp): void {
   for (const [key, states] of kept.byDocument) {
-    const keep = states.findIndex((s) => !s.ts.lessThan(time));
+    const keep = states.findIndex((s) => s.ts.greaterThan(time));
     if (keep === 0) continue;
     if (keep < 0) kept.byDocument.delete(key);
     else kept.byDocument.set(key, states.slice(keep));

@@ -92,8 +92,8 @@ export interface PreImageRange {
   from?: Timestamp;
   /** After this time (exclusive). */
   after?: Timestamp;
-  /** Before this time (exclusive). */
-  before?: Timestamp;
+  /** Up to this time (inclusive). */
+  upTo?: Timestamp;
 }
 
 /**
@@ -124,22 +124,23 @@ export async function writtenIn(client: MongoClient, nsUUID: Binary, range: PreI
 }
 
 /**
- * Every pre-image the collection of UUID `nsUUID` kept after `after`, as writtenIn gives them,
- * read at a snapshot of majority-committed data, and that snapshot's time: no write before it is
- * left to commit, so a later read from that time on misses none. Undefined: not read within
- * `maxTimeMS`.
+ * The pre-images the collection of UUID `nsUUID` kept after `after`, as writtenIn gives them,
+ * at most `limit` of them, read at a snapshot of majority-committed data, and that snapshot's
+ * time: no write before it is left to commit, so a later read from that time on misses none.
+ * Undefined: not read within `maxTimeMS`.
  */
 export async function writtenAfter(
   client: MongoClient,
   nsUUID: Binary,
   after: Timestamp,
+  limit: number,
   maxTimeMS: number,
 ): Promise<{ states: EarlierState[]; readAt: Timestamp } | undefined> {
   const config = client.db('config');
   const options = { promoteValues: false } as const;
   try {
     let reply = await config.command(
-      { find: 'system.preimages', filter: { _id: rangeBounds(nsUUID, { after }) }, projection: IMAGE_FIELDS, sort: { _id: 1 }, hint: { _id: 1 }, batchSize: 50_000, readConcern: { level: 'snapshot' }, maxTimeMS },
+      { find: 'system.preimages', filter: { _id: rangeBounds(nsUUID, { after }) }, projection: IMAGE_FIELDS, sort: { _id: 1 }, hint: { _id: 1 }, limit, batchSize: 50_000, readConcern: { level: 'snapshot' }, maxTimeMS },
       options,
     );
     const readAt = reply.cursor.atClusterTime as Timestamp;
@@ -166,7 +167,7 @@ function earlierState(image: Document): EarlierState {
 function rangeBounds(nsUUID: Binary, range: PreImageRange): Document {
   return {
     ...(range.after ? { $gt: { nsUUID, ts: range.after, applyOpsIndex: Long.MAX_VALUE } } : { $gte: { nsUUID, ts: range.from ?? OLDEST, applyOpsIndex: Long.ZERO } }),
-    ...(range.before ? { $lt: { nsUUID, ts: range.before, applyOpsIndex: Long.ZERO } } : { $lte: { nsUUID, ts: NEWEST, applyOpsIndex: Long.MAX_VALUE } }),
+    $lte: { nsUUID, ts: range.upTo ?? NEWEST, applyOpsIndex: Long.MAX_VALUE },
   };
 }
 
