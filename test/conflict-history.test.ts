@@ -1,13 +1,17 @@
 // The destination's history as the conflict check reads it (src/conflict/history.ts), on a real
 // server: each pre-image read once and kept, and every question still answered in full, whether
 // it asks from before what is kept, from a clock ahead of the server's, after the collection
-// was dropped and created again, or past the most kept. The check that uses it is in
-// test/conflicts-edges.test.ts.
+// was dropped and created again, or past the most kept; and mmm's own writes told from a
+// user's in it, also where a transaction of mmm's spans oplog entries. The check on whole
+// replication is in test/conflicts-edges.test.ts.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Int32, MongoClient, Timestamp, type Collection, type Document } from 'mongodb';
+import { planWrite, writeMarker } from '../src/apply/writer.ts';
 import { DestinationHistory } from '../src/conflict/history.ts';
 import type { EarlierState } from '../src/conflict/preimages.ts';
+import { ConflictResolver, type Resolution } from '../src/conflict/resolve.ts';
+import { makeTag, MARKER_COLLECTION, MMM_DATABASE } from '../src/replicate/tag.ts';
 import { startReplicaSet, type ReplicaSet } from '../scripts/replica-sets.ts';
 
 const DB = 'history';
@@ -101,3 +105,64 @@ test('past the most kept, what is kept is let go and the answers stay whole', as
     assert.deepEqual(shown(await history.writtenSince(client, ids(1, 2, 3), since, 2_000)).sort(), expected, `round ${round}`);
   }
 });
+
+/** mmm's transactions writing document 1 twice (the second write keeps the tag the first gave it), each a list of `$set`s. */
+type Shape = { name: string; transactions: Array<Array<{ id: number; set: Document }>> };
+
+const SHAPES: Shape[] = [
+  {
+    // Around 7 MB of document 2, so that the two writes land in two entries of one transaction.
+    name: 'one transaction spanning oplog entries',
+    transactions: [[{ id: 1, set: { a: 'a'.repeat(6 << 20) } }, { id: 2, set: { a: 'b'.repeat(7 << 20) } }, { id: 1, set: { b: 'c'.repeat(6 << 20) } }]],
+  },
+  // As mmm splits a transaction too large for the cache, or that keeps conflicting.
+  { name: 'a transaction split in two', transactions: [[{ id: 1, set: { a: 'a' } }], [{ id: 1, set: { b: 'c' } }]] },
+];
+
+for (const shape of SHAPES) {
+  test(`mmm's second write of a document in ${shape.name} is mmm's, though its time is not the first's`, async () => {
+    const [A, B, C] = ['aaaaaaaa-0000-4000-8000-000000000000', 'bbbbbbbb-0000-4000-8000-000000000000', 'cccccccc-0000-4000-8000-000000000000'];
+    const c = await collection(`shape${SHAPES.indexOf(shape)}`);
+    const newest = await client.db('local').collection('oplog.rs').findOne({}, { sort: { $natural: -1 } });
+    const since = newest!.ts as Timestamp;
+    // mmm applying C's version on B. As a loop's start does (prepareDestination), the marker
+    // collection exists before any transaction.
+    const theirs = makeTag(C, new Timestamp({ t: since.t - 1, i: 1 }));
+    await client.db(MMM_DATABASE).createCollection(MARKER_COLLECTION).catch(() => undefined);
+    let tagged = false;
+    for (const writes of shape.transactions) {
+      const session = client.startSession();
+      try {
+        await session.withTransaction(async () => {
+          await writeMarker(client, session, { origin: C, source: C, lane: 0, run: 'test' }, 10_000);
+          for (const { id, set } of writes) {
+            const tag = id === 1 && !tagged ? { __mmm: theirs } : {};
+            if (id === 1) tagged = true;
+            await c.updateOne({ _id: new Int32(id) as never }, { $set: { ...set, ...tag } }, { session });
+          }
+        });
+      } finally {
+        await session.endSession();
+      }
+    }
+    const times = await client.db('config').collection('system.preimages').find({ '_id.ts': { $gt: since }, 'preImage._id': 1 }, { projection: { '_id.ts': 1 } }).toArray();
+    assert.equal(new Set(times.map((image) => String((image._id as unknown as { ts: Timestamp }).ts))).size, 2, "document 1's two writes at two times");
+    // A's update, made on what B holds now (A had received C's version), before B applied it.
+    const base = (await c.findOne({ _id: new Int32(1) as never }, { raw: true })) as unknown as Buffer;
+    const write = planWrite({ op: 'u', ns: c.namespace, o: { $v: 2, diff: { u: { v: new Int32(5) } } }, o2: { _id: new Int32(1) }, ts: since, seq: 0 }, c.namespace, makeTag(A, since), A);
+    write.check = { version: { origin: A, ts: since }, base };
+    // Under prefer:C, taking the second write for a user's would make C's version win and drop A's.
+    const resolver = new ConflictResolver({ destinationId: B, sourceId: A, policy: { kind: 'prefer', server: C } });
+    const applying = client.startSession();
+    let resolution: Resolution | undefined;
+    try {
+      await applying.withTransaction(async () => {
+        resolution = await resolver.resolve(client, applying, [write], 10_000);
+      });
+    } finally {
+      await applying.endSession();
+    }
+    assert.deepEqual(resolution!.writes, [write], 'applied as it came');
+    assert.deepEqual([resolution!.records.length, resolution!.rejected], [0, 0]);
+  });
+}

@@ -69,6 +69,25 @@ async function transactionOps(oplog: Oplog, entry: OplogEntry): Promise<Document
   return chain.flat();
 }
 
+/**
+ * Whether the write logged at `ts` on this server is mmm's: it belongs to a transaction whose
+ * first operation is a marker (anything that writes for mmm starts so). Asked of a write whose
+ * tags alone make it look like a user's (./resolve.ts): a transaction of mmm's that spans
+ * oplog entries (over 16 MB) gives a document's second write a time of its own. Only each
+ * entry's link to the one before and its first operation are read.
+ */
+export async function madeByMmm(client: MongoClient, ts: Timestamp): Promise<boolean> {
+  const oplog = client.db('local').collection<OplogEntry>('oplog.rs');
+  const lean = { ...EXACT_DECODE, projection: { prevOpTime: 1, 'o.applyOps': { $slice: 1 } } };
+  let entry = await oplog.findOne({ ts }, lean);
+  for (;;) {
+    if (!entry || !Array.isArray(entry.o.applyOps)) return false;
+    const previous = entry.prevOpTime?.ts;
+    if (previous === undefined || previous.isZero()) return (entry.o.applyOps[0] as Document | undefined)?.ns === MARKER_NAMESPACE;
+    entry = await oplog.findOne({ ts: previous }, lean);
+  }
+}
+
 /** The time readers are given for a transaction: that of its last entry (a partial one is followed on). */
 async function commitTime(oplog: Oplog, entry: OplogEntry): Promise<Timestamp> {
   let last = entry;

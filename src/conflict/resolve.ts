@@ -32,7 +32,7 @@ import { translateUpdate, rebuildDocument } from '../apply/update.ts';
 import { decodeValue, equalWithout, EXACT_DECODE, keyElements, type ElementSpan } from '../bson/raw.ts';
 import { deleteKey } from '../replicate/marker-deletes.ts';
 import { TAG_FIELD } from '../replicate/tag.ts';
-import { lastVersion } from './last-write.ts';
+import { lastVersion, madeByMmm } from './last-write.ts';
 import { DestinationHistory } from './history.ts';
 import type { EarlierState } from './preimages.ts';
 import { conflictRecord, type ConflictRecord } from './record.ts';
@@ -213,9 +213,17 @@ export class ConflictResolver {
     }
     // After the documents, whose read fixed the transaction's snapshot: every write of the
     // destination's before it is among the pre-images read now.
+    // Asked once per time: one transaction of mmm's writes many documents.
+    const mmms = new Map<string, Promise<boolean>>();
+    const byMmm = (ts: Timestamp) => {
+      const key = ts.toString();
+      let answer = mmms.get(key);
+      if (!answer) mmms.set(key, (answer = madeByMmm(client, ts)));
+      return answer;
+    };
     for (const [key, writes] of await this.writtenSince(client, firsts, onUnread)) {
       const state = states.get(key);
-      if (state?.kind === 'read' && usersWrote(writes, state.doc)) states.set(key, { ...state, touched: true });
+      if (state?.kind === 'read' && (await usersWrote(writes, state.doc, byMmm))) states.set(key, { ...state, touched: true });
     }
     return states;
   }
@@ -316,16 +324,17 @@ function storedKey(ns: string, doc: Buffer, span: ElementSpan): string {
  * the last write left `doc`, null: none). Each write of mmm's gives the document a new tag, a
  * user's leaves the one it had (or none, a replacement); but a transaction of mmm's that writes
  * a document twice gives both writes one tag (../oplog/decode.ts), so a write in the same
- * transaction as one of mmm's (the same time) is mmm's too. A document gone now was deleted
- * since, by whoever: the delete is looked up.
+ * transaction as one of mmm's (the same time) is mmm's too. One that still looks like a user's
+ * is looked up in the oplog (`byMmm`): a transaction spanning several entries gives its writes
+ * several times. A document gone now was deleted since, by whoever: the delete is looked up.
  */
-function usersWrote(earlier: readonly EarlierState[], doc: Buffer | null): boolean {
+async function usersWrote(earlier: readonly EarlierState[], doc: Buffer | null, byMmm: (ts: Timestamp) => Promise<boolean>): Promise<boolean> {
   if (doc === null) return true;
   let mmms = false;
   for (const [k, write] of earlier.entries()) {
     const after = k + 1 < earlier.length ? earlier[k + 1]!.tag : tagOf(doc);
     const sameTransaction = k > 0 && earlier[k - 1]!.ts.equals(write.ts);
-    mmms = (after !== undefined && after !== write.tag) || (sameTransaction && mmms);
+    mmms = (after !== undefined && after !== write.tag) || (sameTransaction && mmms) || (await byMmm(write.ts));
     if (!mmms) return true;
   }
   return false;
