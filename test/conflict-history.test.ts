@@ -53,6 +53,20 @@ function shown(states: EarlierState[] | undefined): string[] {
 }
 
 const at = (id: number, ts: Timestamp) => `${id}@${ts.t}:${ts.i}:t${id}`;
+
+/** What a batch asks: the kept ones refreshed, then those of `list` from `since` on. */
+function ask(history: DestinationHistory, list: Int32[], since: Timestamp): Promise<EarlierState[] | undefined> {
+  return history.writtenSince(client, list, since, 2_000, history.refresh(client, since, 2_000));
+}
+
+/** Waits until the server's clock is in a later second than `ts` (what a snapshot keeps ends at its second's start). */
+async function nextSecond(ts: Timestamp): Promise<void> {
+  for (;;) {
+    const { operationTime } = await client.db('admin').command({ appendOplogNote: 1, data: { wait: 1 } });
+    if ((operationTime as Timestamp).t > ts.t) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
 const ids = (...list: number[]) => list.map((id) => new Int32(id));
 const seconds = (ts: Timestamp, s: number) => new Timestamp({ t: ts.t + s, i: 0 });
 
@@ -61,16 +75,18 @@ test('writes read once are kept: a later question gets them with the new ones, e
   const history = new DestinationHistory(c.namespace, key);
   const first = await update(c, 1);
   await update(c, 2);
-  assert.deepEqual(shown(await history.writtenSince(client, ids(1, 3), first, 2_000)), [at(1, first)]);
+  // Kept once their second has passed (src/conflict/history.ts).
+  await nextSecond(first);
+  assert.deepEqual(shown(await ask(history, ids(1, 3), first)), [at(1, first)]);
   const second = await update(c, 1);
   const third = await update(c, 3);
-  assert.deepEqual(shown(await history.writtenSince(client, ids(1, 3), first, 2_000)).sort(), [at(1, first), at(1, second), at(3, third)].sort());
+  assert.deepEqual(shown(await ask(history, ids(1, 3), first)).sort(), [at(1, first), at(1, second), at(3, third)].sort());
   assert.deepEqual(
-    shown(await history.writtenSince(client, ids(1), first, 2_000)),
+    shown(await ask(history, ids(1), first)),
     [at(1, first), at(1, second)],
     "one document's writes in the order made",
   );
-  assert.deepEqual(shown(await history.writtenSince(client, ids(1, 3), second, 2_000)).sort(), [at(1, second), at(3, third)].sort(), 'none before `since`');
+  assert.deepEqual(shown(await ask(history, ids(1, 3), second)).sort(), [at(1, second), at(3, third)].sort(), 'none before `since`');
 });
 
 test('a question from before what is kept reads that stretch itself; one from a clock ahead of the server misses nothing after', async () => {
@@ -78,20 +94,20 @@ test('a question from before what is kept reads that stretch itself; one from a 
   const early = await update(c, 1);
   // Asked first from 20 s ahead: nothing kept yet from before then.
   const history = new DestinationHistory(c.namespace, key);
-  assert.deepEqual(shown(await history.writtenSince(client, ids(1, 2), seconds(early, 20), 2_000)), []);
+  assert.deepEqual(shown(await ask(history, ids(1, 2), seconds(early, 20))), []);
   const late = await update(c, 2);
-  assert.deepEqual(shown(await history.writtenSince(client, ids(1, 2), early, 2_000)).sort(), [at(1, early), at(2, late)].sort());
-  assert.deepEqual(shown(await history.writtenSince(client, ids(1, 2), seconds(early, 20), 2_000)), [], 'both made before that clock says');
+  assert.deepEqual(shown(await ask(history, ids(1, 2), early)).sort(), [at(1, early), at(2, late)].sort());
+  assert.deepEqual(shown(await ask(history, ids(1, 2), seconds(early, 20))), [], 'both made before that clock says');
 });
 
 test('a collection dropped and created again is read under its new UUID: the old one\'s writes are gone with it', async () => {
   let c = await collection('again');
   const history = new DestinationHistory(c.namespace, key);
   const old = await update(c, 1);
-  assert.deepEqual(shown(await history.writtenSince(client, ids(1), old, 2_000)), [at(1, old)]);
+  assert.deepEqual(shown(await ask(history, ids(1), old)), [at(1, old)]);
   c = await collection('again');
   const fresh = await update(c, 1);
-  assert.deepEqual(shown(await history.writtenSince(client, ids(1), old, 2_000)), [at(1, fresh)]);
+  assert.deepEqual(shown(await ask(history, ids(1), old)), [at(1, fresh)]);
 });
 
 test('past the most kept, what is kept is let go and the answers stay whole', async () => {
@@ -102,7 +118,7 @@ test('past the most kept, what is kept is let go and the answers stay whole', as
   for (let round = 0; round < 3; round++) {
     for (const id of [1, 2, 3]) made.push([id, await update(c, id)]);
     const expected = made.map(([id, ts]) => at(id, ts)).sort();
-    assert.deepEqual(shown(await history.writtenSince(client, ids(1, 2, 3), since, 2_000)).sort(), expected, `round ${round}`);
+    assert.deepEqual(shown(await ask(history, ids(1, 2, 3), since)).sort(), expected, `round ${round}`);
   }
 });
 
@@ -166,3 +182,53 @@ for (const shape of SHAPES) {
     assert.deepEqual([resolution!.records.length, resolution!.rejected], [0, 0]);
   });
 }
+
+test("a transaction over 16 MB whose entries a snapshot falls between (a secondary behind): both its writes are found, then and once caught up", async () => {
+  // Two members; the secondary stops fetching at the transaction's second entry, so the commit
+  // point, and a snapshot read's time, rests on the first.
+  const pair = await startReplicaSet(2, { args: ['--setParameter', 'enableTestCommands=1', '--setParameter', 'bgSyncOplogFetcherBatchSize=1'] });
+  const primary = await new MongoClient(pair.uri).connect();
+  try {
+    const primaryHost = await pair.waitForPrimary();
+    const secondary = await new MongoClient(`mongodb://${pair.members.map((m) => m.host).find((h) => h !== primaryHost)}/?directConnection=true`).connect();
+    try {
+      const db = primary.db(DB);
+      await db.createCollection('split', { changeStreamPreAndPostImages: { enabled: true } });
+      const c = db.collection('split');
+      await c.insertMany([{ _id: new Int32(1) as never, __mmm: 't1' }, { _id: new Int32(2) as never, __mmm: 't2' }], { writeConcern: { w: 2 } });
+      const failPoint = { configureFailPoint: 'stopReplProducerOnDocument', data: { document: { 'applyOps.o2._id': 2 } } };
+      await secondary.db('admin').command({ ...failPoint, mode: 'alwaysOn' });
+      const session = primary.startSession();
+      try {
+        await session.withTransaction(
+          async () => {
+            await c.updateOne({ _id: new Int32(1) as never }, { $set: { a: 'a'.repeat(9 << 20) } }, { session });
+            await c.updateOne({ _id: new Int32(2) as never }, { $set: { b: 'b'.repeat(9 << 20) } }, { session });
+          },
+          { writeConcern: { w: 1 } },
+        );
+      } finally {
+        await session.endSession();
+      }
+      const entries = await primary.db('local').collection('oplog.rs').find({ 'o.applyOps': { $exists: true } }, { projection: { ts: 1 } }).toArray();
+      const [first, second] = entries.map((e) => e.ts as Timestamp);
+      // What the history relies on: a transaction's entries take their times as one block, in one second.
+      assert.equal(first!.t, second!.t);
+      const committed = async () => (await primary.db('admin').command({ replSetGetStatus: 1 })).optimes.lastCommittedOpTime.ts as Timestamp;
+      while (!(await committed()).equals(first!)) await new Promise((resolve) => setTimeout(resolve, 50));
+      const history = new DestinationHistory(c.namespace, key);
+      const asked = (since: Timestamp) => history.writtenSince(primary, ids(1, 2), since, 5_000, history.refresh(primary, since, 5_000));
+      // The snapshot, at the first entry, shows neither pre-image: both come from the read after it.
+      const whole = [`1@${first!.t}:${first!.i}:t1`, `2@${second!.t}:${second!.i}:t2`];
+      assert.deepEqual(shown(await asked(first!)), whole, 'the first write, at the time the snapshot rests on, is not lost');
+      await secondary.db('admin').command({ ...failPoint, mode: 'off' });
+      await c.updateOne({ _id: new Int32(9) as never }, { $set: { z: 1 } }, { upsert: true, writeConcern: { w: 2 } });
+      assert.deepEqual(shown(await asked(first!)), whole, 'nor once the secondary has caught up');
+    } finally {
+      await secondary.close();
+    }
+  } finally {
+    await primary.close();
+    await pair.destroy();
+  }
+});

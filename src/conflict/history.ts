@@ -11,17 +11,21 @@
 // first), so a read of the newest state may see a write and miss one before it that is still to
 // commit, and a read that starts after the later one would miss it for good. The kept
 // pre-images are therefore read with read concern "snapshot": majority-committed data at one
-// time, before which nothing is left to commit; the next read starts at that time. What came
-// after it, each partition reads itself, after its documents, as before.
+// time, before which nothing is left to commit. Not quite up to that time: a transaction over
+// 16 MB is logged as several entries, its pre-images show only once all are majority-committed,
+// and a snapshot can fall between them. Its times are taken as one block within one second, so
+// only what came before the snapshot's second is kept, and the next read starts there. What
+// came after, each partition reads itself, after its documents, as before.
 
 import type { Binary, MongoClient } from 'mongodb';
 import { Timestamp } from 'mongodb';
+import { MAX_TIME_MS_EXPIRED, serverErrorCode } from '../apply/transient.ts';
 import { collectionUuid, writtenAfter, writtenIn, type EarlierState } from './preimages.ts';
 
 /** A batch that asks from this far before what is kept reads that stretch itself; the kept ones start this far before the earliest asked for. */
 const SLACK_SECONDS = 5;
-/** The most pre-images kept (about 150 bytes each): beyond, what is kept is let go, and batches behind it read their own stretch, as before. */
-const MOST_KEPT = 100_000;
+/** The most pre-images kept (about 540 bytes each, measured): beyond, what is kept is let go, and batches behind it read their own stretch, as before. */
+const MOST_KEPT = 50_000;
 
 /** Every pre-image of the collection after `from`, up to `readAt` (from <= readAt), by document. */
 interface Kept {
@@ -49,10 +53,11 @@ export class DestinationHistory {
   /**
    * For the documents `ids`, the writes the destination made on them from `since` on, in order
    * for each document, read after the caller's own read of them: undefined when they could not
-   * be read within `maxTimeMS` (for each of at most three reads).
+   * be read within `maxTimeMS` (for each of at most three reads). `refreshed`: the caller's
+   * refresh(), which needs no order with its own read and can go on beside it.
    */
-  async writtenSince(client: MongoClient, ids: readonly unknown[], since: Timestamp, maxTimeMS: number): Promise<EarlierState[] | undefined> {
-    if (!(await this.readNew(client, since, maxTimeMS))) return undefined;
+  async writtenSince(client: MongoClient, ids: readonly unknown[], since: Timestamp, maxTimeMS: number, refreshed: Promise<boolean>): Promise<EarlierState[] | undefined> {
+    if (!(await refreshed)) return undefined;
     // Taken at once, before a read of another caller's changes what is kept.
     if (!this.kept) return [];
     const { nsUUID, from, readAt, byDocument } = this.kept;
@@ -68,7 +73,7 @@ export class DestinationHistory {
   }
 
   /** Brings what is kept up to a new snapshot, one read for all the callers meanwhile; false: it ran out of time. */
-  private async readNew(client: MongoClient, since: Timestamp, maxTimeMS: number): Promise<boolean> {
+  async refresh(client: MongoClient, since: Timestamp, maxTimeMS: number): Promise<boolean> {
     if (this.reading) return this.reading;
     this.reading = this.read(client, since, maxTimeMS).finally(() => (this.reading = undefined));
     return this.reading;
@@ -77,7 +82,13 @@ export class DestinationHistory {
   private async read(client: MongoClient, since: Timestamp, maxTimeMS: number): Promise<boolean> {
     // Asked once per read, not per caller: a collection dropped and created again (a new UUID)
     // is read afresh from the next read on.
-    const nsUUID = await collectionUuid(client, this.ns);
+    let nsUUID: Binary | undefined;
+    try {
+      nsUUID = await collectionUuid(client, this.ns);
+    } catch (err) {
+      if (serverErrorCode(err) === MAX_TIME_MS_EXPIRED) return false;
+      throw err;
+    }
     if (!nsUUID) {
       this.kept = undefined;
       return true;
@@ -89,17 +100,20 @@ export class DestinationHistory {
     const read = await writtenAfter(client, nsUUID, start, this.mostKept + 1, maxTimeMS);
     if (read === undefined) return false;
     if (!kept) kept = { nsUUID, uuid, from: start, readAt: start, byDocument: new Map(), size: 0 };
+    // Up to the start of the snapshot's second (above): later ones are read again after it.
+    const safe = new Timestamp({ t: read.readAt.t, i: 0 });
     for (const state of read.states) {
+      if (state.ts.greaterThan(safe)) break;
       const key = this.keyOf(state.id);
       const list = kept.byDocument.get(key);
       if (list) list.push(state);
       else kept.byDocument.set(key, [state]);
+      kept.size++;
     }
-    kept.size += read.states.length;
     // A source whose clock runs ahead asks from after the snapshot: nothing is kept before `start` either way.
-    kept.readAt = read.readAt.greaterThan(start) ? read.readAt : start;
-    // Past the most kept (the read stopped short of its snapshot's time), none is kept.
-    if (kept.size > this.mostKept) kept = { nsUUID, uuid, from: kept.readAt, readAt: kept.readAt, byDocument: new Map(), size: 0 };
+    kept.readAt = safe.greaterThan(start) ? safe : start;
+    // Past the most kept, or a read that stopped short of its snapshot (it had more), none is kept.
+    if (kept.size > this.mostKept || read.states.length > this.mostKept) kept = { nsUUID, uuid, from: kept.readAt, readAt: kept.readAt, byDocument: new Map(), size: 0 };
     else {
       const early = secondsBefore(since, SLACK_SECONDS);
       // At most once per second the batches move on.

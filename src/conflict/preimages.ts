@@ -76,12 +76,15 @@ export interface EarlierState {
   tag: unknown;
 }
 
+/** How long listing a collection may take: as long as a read of pre-images (./resolve.ts). */
+const LIST_MS = 2_000;
+
 /** The UUID of collection `ns` (its pre-images are kept under it); undefined: there is none. */
 export async function collectionUuid(client: MongoClient, ns: string): Promise<Binary | undefined> {
   const dot = ns.indexOf('.');
   const [info] = await client
     .db(ns.slice(0, dot))
-    .listCollections({ name: ns.slice(dot + 1) }, { nameOnly: false })
+    .listCollections({ name: ns.slice(dot + 1) }, { nameOnly: false, maxTimeMS: LIST_MS })
     .toArray();
   return (info as { info?: { uuid?: Binary } } | undefined)?.info?.uuid;
 }
@@ -146,9 +149,15 @@ export async function writtenAfter(
     const readAt = reply.cursor.atClusterTime as Timestamp;
     const states = (reply.cursor.firstBatch as Document[]).map(earlierState);
     // A snapshot read's getMores read at its time.
-    while (!isZero(reply.cursor.id)) {
-      reply = await config.command({ getMore: reply.cursor.id, collection: 'system.preimages', batchSize: 50_000 }, options);
-      for (const image of reply.cursor.nextBatch as Document[]) states.push(earlierState(image));
+    const cursor = reply.cursor.id as unknown;
+    try {
+      while (!isZero(reply.cursor.id)) {
+        reply = await config.command({ getMore: reply.cursor.id, collection: 'system.preimages', batchSize: 50_000 }, options);
+        for (const image of reply.cursor.nextBatch as Document[]) states.push(earlierState(image));
+      }
+    } catch (err) {
+      await config.command({ killCursors: 'system.preimages', cursors: [cursor] }).catch(() => undefined);
+      throw err;
     }
     return { states, readAt };
   } catch (err) {

@@ -199,6 +199,8 @@ export class ConflictResolver {
       if (!ids) wanted.set(w.ns, (ids = []));
       ids.push(w.id);
     }
+    // Before the documents: the kept history's own read needs no order with theirs.
+    const asked = this.askHistory(client, firsts);
     for (const [ns, ids] of wanted) {
       const dot = ns.indexOf('.');
       const cursor = client
@@ -221,11 +223,39 @@ export class ConflictResolver {
       if (!answer) mmms.set(key, (answer = madeByMmm(client, ts)));
       return answer;
     };
-    for (const [key, writes] of await this.writtenSince(client, firsts, onUnread)) {
+    for (const [key, writes] of await this.writtenSince(client, firsts, asked, onUnread)) {
       const state = states.get(key);
       if (state?.kind === 'read' && (await usersWrote(writes, state.doc, byMmm))) states.set(key, { ...state, touched: true });
     }
     return states;
+  }
+
+  /**
+   * What the batch asks of the destination's history (writtenSince): for each namespace, its
+   * documents and the earliest write's time, with the kept pre-images' refresh started.
+   * Undefined: none is read (a read ran out of time lately).
+   */
+  private askHistory(client: MongoClient, firsts: Map<string, DestinationWrite>): Map<string, HistoryQuestion> | undefined {
+    if (Date.now() < this.historyUnreadUntil) return undefined;
+    const byNs = new Map<string, HistoryQuestion>();
+    for (const w of firsts.values()) {
+      const since = w.check!.version.ts;
+      if (since === null) continue;
+      const asked = byNs.get(w.ns);
+      if (!asked) byNs.set(w.ns, { ids: [w.id], since, refreshed: Promise.resolve(true) });
+      else {
+        asked.ids.push(w.id);
+        if (since.lessThan(asked.since)) asked.since = since;
+      }
+    }
+    for (const [ns, asked] of byNs) {
+      let history = this.histories.get(ns);
+      if (!history) this.histories.set(ns, (history = new DestinationHistory(ns, (id) => documentKey(ns, id))));
+      asked.refreshed = history.refresh(client, asked.since, HISTORY_MS);
+      // Awaited in writtenSince; a failure meanwhile is not left unhandled.
+      asked.refreshed.catch(() => undefined);
+    }
+    return byNs;
   }
 
   /**
@@ -236,12 +266,16 @@ export class ConflictResolver {
    * are looked for, in the pre-images the destination kept: for each key of `firsts`, the
    * writes made on its document from its write's time on, in order.
    */
-  private async writtenSince(client: MongoClient, firsts: Map<string, DestinationWrite>, onUnread: (writes: number) => void): Promise<Map<string, EarlierState[]>> {
-    if (Date.now() < this.historyUnreadUntil) {
+  private async writtenSince(
+    client: MongoClient,
+    firsts: Map<string, DestinationWrite>,
+    asked: Map<string, HistoryQuestion> | undefined,
+    onUnread: (writes: number) => void,
+  ): Promise<Map<string, EarlierState[]>> {
+    if (!asked) {
       onUnread(firsts.size);
       return new Map();
     }
-    const byNs = new Map<string, { ids: unknown[]; since: Timestamp }>();
     // A base whose tag is a version of the destination's own: its source had the destination's
     // writes on the document up to that one (a second's counters say nothing of order across
     // servers, so a write made after receiving one can bear an earlier time than it).
@@ -250,21 +284,9 @@ export class ConflictResolver {
       const base = w.check!.base ? parseTag(tagOf(w.check!.base)) : undefined;
       if (base?.origin === this.options.destinationId && base.ts) seen.set(key, base.ts);
     }
-    for (const w of firsts.values()) {
-      const since = w.check!.version.ts;
-      if (since === null) continue;
-      const wanted = byNs.get(w.ns);
-      if (!wanted) byNs.set(w.ns, { ids: [w.id], since });
-      else {
-        wanted.ids.push(w.id);
-        if (since.lessThan(wanted.since)) wanted.since = since;
-      }
-    }
     const found = new Map<string, EarlierState[]>();
-    for (const [ns, { ids, since }] of byNs) {
-      let history = this.histories.get(ns);
-      if (!history) this.histories.set(ns, (history = new DestinationHistory(ns, (id) => documentKey(ns, id))));
-      const states = await history.writtenSince(client, ids, since, HISTORY_MS);
+    for (const [ns, { ids, since, refreshed }] of asked) {
+      const states = await this.histories.get(ns)!.writtenSince(client, ids, since, HISTORY_MS, refreshed);
       if (states === undefined) {
         this.historyUnreadUntil = Date.now() + HISTORY_RETRY_MS;
         onUnread(ids.length);
@@ -284,6 +306,15 @@ export class ConflictResolver {
     }
     return found;
   }
+}
+
+/** A namespace's part of what a batch asks of the destination's history. */
+interface HistoryQuestion {
+  ids: unknown[];
+  /** The earliest time of the writes of `ids`. */
+  since: Timestamp;
+  /** The refresh of the kept pre-images this batch waits on (DestinationHistory.refresh). */
+  refreshed: Promise<boolean>;
 }
 
 /**
