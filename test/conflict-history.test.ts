@@ -19,7 +19,8 @@ let set: ReplicaSet;
 let client: MongoClient;
 
 before(async () => {
-  set = await startReplicaSet(1);
+  // A cache room for the transactions over 16 MB below, on a busy machine.
+  set = await startReplicaSet(1, { cacheSizeGB: 1 });
   client = await new MongoClient(set.uri).connect();
 });
 
@@ -186,7 +187,7 @@ for (const shape of SHAPES) {
 test("a transaction over 16 MB whose entries a snapshot falls between (a secondary behind): both its writes are found, then and once caught up", async () => {
   // Two members; the secondary stops fetching at the transaction's second entry, so the commit
   // point, and a snapshot read's time, rests on the first.
-  const pair = await startReplicaSet(2, { args: ['--setParameter', 'enableTestCommands=1', '--setParameter', 'bgSyncOplogFetcherBatchSize=1'] });
+  const pair = await startReplicaSet(2, { cacheSizeGB: 1, args: ['--setParameter', 'enableTestCommands=1', '--setParameter', 'bgSyncOplogFetcherBatchSize=1'] });
   const primary = await new MongoClient(pair.uri).connect();
   try {
     const primaryHost = await pair.waitForPrimary();
