@@ -20,7 +20,7 @@
 import type { Binary, MongoClient } from 'mongodb';
 import { Timestamp } from 'mongodb';
 import { MAX_TIME_MS_EXPIRED, serverErrorCode } from '../apply/transient.ts';
-import { collectionUuid, writtenAfter, writtenIn, type EarlierState } from './preimages.ts';
+import { collectionUuid, uuidKey, writtenAfter, writtenIn, type EarlierState } from './preimages.ts';
 
 /** A batch that asks from this far before what is kept reads that stretch itself; the kept ones start this far before the earliest asked for. */
 const SLACK_SECONDS = 5;
@@ -93,7 +93,7 @@ export class DestinationHistory {
       this.kept = undefined;
       return true;
     }
-    const uuid = uuidString(nsUUID);
+    const uuid = uuidKey(nsUUID);
     let kept = this.kept?.uuid === uuid ? this.kept : undefined;
     const start = kept?.readAt ?? secondsBefore(since, SLACK_SECONDS + 1);
     // One more than is kept at most: then they are too many, and none is.
@@ -138,8 +138,4 @@ function forgetUpTo(kept: Kept, time: Timestamp): void {
 
 function secondsBefore(ts: Timestamp, seconds: number): Timestamp {
   return new Timestamp({ t: Math.max(0, ts.t - seconds), i: 0 });
-}
-
-function uuidString(uuid: Binary): string {
-  return Buffer.from(uuid.buffer).toString('hex');
 }

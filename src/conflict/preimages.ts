@@ -148,7 +148,8 @@ export async function writtenAfter(
     );
     const readAt = reply.cursor.atClusterTime as Timestamp;
     const states = (reply.cursor.firstBatch as Document[]).map(earlierState);
-    // A snapshot read's getMores read at its time.
+    // Run as commands, not through the driver's cursor, for the reply's `atClusterTime`; a
+    // snapshot read's getMores read at its time.
     const cursor = reply.cursor.id as unknown;
     try {
       while (!isZero(reply.cursor.id)) {
@@ -211,7 +212,7 @@ function storedId(bytes: Buffer): string {
 const BSON_INT32 = 0x10;
 
 /** A collection UUID as a string key: its 16 bytes as latin1. */
-function uuidKey(uuid: Binary): string {
+export function uuidKey(uuid: Binary): string {
   const b = uuid.buffer;
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
 }

@@ -213,8 +213,6 @@ export class ConflictResolver {
         if (id) states.set(storedKey(ns, doc, id), { kind: 'read', doc });
       }
     }
-    // After the documents, whose read fixed the transaction's snapshot: every write of the
-    // destination's before it is among the pre-images read now.
     // Asked once per time: one transaction of mmm's writes many documents.
     const mmms = new Map<string, Promise<boolean>>();
     const byMmm = (ts: Timestamp) => {
@@ -223,6 +221,8 @@ export class ConflictResolver {
       if (!answer) mmms.set(key, (answer = madeByMmm(client, ts)));
       return answer;
     };
+    // After the documents, whose read fixed the transaction's snapshot: every write of the
+    // destination's before it is among the pre-images read now.
     for (const [key, writes] of await this.writtenSince(client, firsts, asked, onUnread)) {
       const state = states.get(key);
       if (state?.kind === 'read' && (await usersWrote(writes, state.doc, byMmm))) states.set(key, { ...state, touched: true });
