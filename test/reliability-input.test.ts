@@ -5,7 +5,7 @@
 // passwords kept out of every output and log line, `run`'s included. Each refusal is one line
 // on stderr, exit code 2 for usage and configuration, 1 at run time, and writes nothing.
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -15,6 +15,7 @@ import { ReplicationConfigStore } from '../src/config/store.ts';
 import { runCli, writeTopology } from './support/cli.ts';
 import { eventually } from './support/replication.ts';
 import { RunProcess } from './support/run-process.ts';
+import { startSecuredSet } from './support/secured-set.ts';
 
 /** Every `run` a test started: killed at the end, so that a failed test leaves none behind. */
 const runs: RunProcess[] = [];
@@ -41,24 +42,12 @@ let seeded: string;
 
 before(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'mmm-input-'));
-  // Members of a replica set with --auth authenticate to each other with a key file, which
-  // mongod wants readable by its owner only.
-  const keyFile = path.join(dir, 'keyfile');
-  writeFileSync(keyFile, Buffer.from('mmm test key file, base64 characters only').toString('base64'));
-  chmodSync(keyFile, 0o600);
   [sets, secured, standalone, spare] = await Promise.all([
     startReplicaSets(2),
-    startReplicaSet(1, { args: ['--auth', '--keyFile', keyFile] }),
+    startSecuredSet(dir, { user: 'mmm', pwd: PASSWORD }),
     startStandalone(),
     startReplicaSet(1),
   ]);
-  // The localhost exception: with no user yet, a connection from 127.0.0.1 may create the first.
-  const direct = new MongoClient(`mongodb://${secured.members[0]!.host}/?directConnection=true`);
-  try {
-    await direct.db('admin').command({ createUser: 'mmm', pwd: PASSWORD, roles: ['root'] });
-  } finally {
-    await direct.close();
-  }
   clients = sets.map((s) => s.client());
   writeTopology(path.join(dir, 'test.yml'), { server_a: { id: ID_A, uri: sets[0]!.uri }, server_b: { id: ID_B, uri: sets[1]!.uri } });
   // A config on both servers, so that a command that wrongly went ahead would show.

@@ -30,6 +30,7 @@ import type { ConflictCheck, ConflictResolver, Resolution } from '../conflict/re
 import { conflictsCollection } from '../conflict/record.ts';
 import { markerDeletes } from '../replicate/marker-deletes.ts';
 import { MARKER_COLLECTION, MMM_DATABASE, RUN_ID, type MarkerId } from '../replicate/tag.ts';
+import { latest, type CarriedClock } from './carried-clock.ts';
 import type { RefusedWrites } from './refused.ts';
 import { isTransient, NAMESPACE_EXISTS, serverErrorCode } from './transient.ts';
 import { rebuildDocument, translateUpdate, type UpdateSpec } from './update.ts';
@@ -122,6 +123,8 @@ export interface ApplyOptions {
   resolver?: ConflictResolver;
   /** Markers list the tags of their deletes (../replicate/marker-deletes.ts): when conflicts are resolved anywhere. */
   listDeletes?: boolean;
+  /** Shows the destination the source's time with each transaction (./carried-clock.ts): when conflicts are resolved anywhere. */
+  clock?: CarriedClock;
 }
 
 export const APPLY_DEFAULTS = {
@@ -292,6 +295,7 @@ async function oneTransaction(
   upsertInserts: boolean,
 ): Promise<ApplyStats> {
   const session = client.startSession();
+  const carried = options.clock?.carry(session, latest(writes.map((w) => w.change.ts))) ?? false;
   try {
     let stats = emptyStats();
     let resolution: Resolution | undefined;
@@ -319,6 +323,10 @@ async function oneTransaction(
     // Once committed: what the resolver decided is now so.
     if (resolution) options.resolver!.committed(resolution, options.logger);
     return stats;
+  } catch (err) {
+    // Refused before anything was written: the same transaction, without the time.
+    if (carried && options.clock!.refused(err)) return oneTransaction(client, writes, options, lane, oneByOne, upsertInserts);
+    throw err;
   } finally {
     await session.endSession();
   }

@@ -36,6 +36,12 @@ export interface ReplicationSettings extends TailOptions {
   linkPollMs: number;
   /** Which of two concurrent versions of a document every server keeps (../conflict/version.ts); off: none is checked. */
   conflicts: ConflictPolicy;
+  /**
+   * Whether each destination transaction shows the destination the source's time, so that what
+   * is written there next bears a later time (../apply/carried-clock.ts); only where conflicts
+   * are resolved. Off: each server's writes are timed by its own clock alone.
+   */
+  carryClock: boolean;
 }
 
 export const DEFAULT_SETTINGS: ReplicationSettings = {
@@ -62,4 +68,5 @@ export const DEFAULT_SETTINGS: ReplicationSettings = {
   ...APPLY_DEFAULTS,
   linkPollMs: 1000,
   conflicts: { kind: 'lww' },
+  carryClock: true,
 };

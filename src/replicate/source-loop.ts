@@ -9,6 +9,7 @@
 import type { MongoClient, Timestamp } from 'mongodb';
 import { MongoServerError } from 'mongodb';
 import { applyInParallel } from '../apply/parallel.ts';
+import { CarriedClock } from '../apply/carried-clock.ts';
 import { emptyStats, planWrite, prepareDestination, type ApplyOptions, type ApplyStats, type DestinationWrite } from '../apply/writer.ts';
 import { RefusedWrites } from '../apply/refused.ts';
 import { abortAbandonedTransactions } from '../apply/abandoned.ts';
@@ -141,6 +142,8 @@ export class SourceLoop {
       maxTimeMS: settings.maxTimeMS,
       // A server this loop writes may relay these deletes to one that resolves conflicts.
       listDeletes: settings.conflicts.kind !== 'off',
+      // A write made there after this loop's: later, by the time conflicts are decided with.
+      ...(settings.conflicts.kind !== 'off' && settings.carryClock ? { clock: new CarriedClock(this.log) } : {}),
       ...(this.resolving.length > 0
         ? { resolver: new ConflictResolver({ destinationId: options.destination.id, sourceId: source.id, policy: settings.conflicts }) }
         : {}),
