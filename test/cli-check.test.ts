@@ -2,17 +2,18 @@
 // standalone mongod, a replica set with --auth whose users hold the README's minimum roles or
 // less, an impossible write concern; and a password read from the environment.
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { MongoClient } from 'mongodb';
-import { startReplicaSet, startStandalone, type ReplicaSet, type Standalone } from '../scripts/replica-sets.ts';
+import { startStandalone, type ReplicaSet, type Standalone } from '../scripts/replica-sets.ts';
 import type { Finding } from '../src/check/preflight.ts';
 import { ReplicationConfigStore } from '../src/config/store.ts';
 import { ID_A, ID_B, runCli, startTwoServers, writeTopology, type TwoServers } from './support/cli.ts';
 import { eventually } from './support/replication.ts';
 import { RunProcess } from './support/run-process.ts';
+import { startSecuredSet } from './support/secured-set.ts';
 
 const ROOT_PASSWORD = 'r00t-never-shown';
 /** A password with the characters that must be percent-encoded in a URI: given through the environment. */
@@ -26,23 +27,20 @@ let dir: string;
 
 before(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'mmm-check-'));
-  // Members of a replica set with --auth authenticate to each other with a key file.
-  const keyFile = path.join(dir, 'keyfile');
-  writeFileSync(keyFile, Buffer.from('mmm check test key file, base64 only').toString('base64'));
-  chmodSync(keyFile, 0o600);
-  [two, secured, standalone] = await Promise.all([startTwoServers(), startReplicaSet(1, { args: ['--auth', '--keyFile', keyFile] }), startStandalone()]);
-  // The localhost exception: with no user yet, a connection from 127.0.0.1 may create the first.
-  const direct = new MongoClient(`mongodb://${secured.members[0]!.host}/?directConnection=true`);
-  try {
-    await direct.db('admin').command({ createUser: 'root', pwd: ROOT_PASSWORD, roles: ['root'] });
-  } finally {
-    await direct.close();
-  }
+  [two, secured, standalone] = await Promise.all([startTwoServers(), startSecuredSet(dir, { user: 'root', pwd: ROOT_PASSWORD }), startStandalone()]);
   admin = new MongoClient(securedUri('root', ROOT_PASSWORD));
-  // The README's role for reading pre-images, which no built-in role below root grants.
-  await admin.db('admin').command({ createRole: 'mmmPreImages', privileges: [{ resource: { db: 'config', collection: 'system.preimages' }, actions: ['find'] }], roles: [] });
-  // What a source of links that replicate back needs for conflict detection.
-  const conflictRoles = [{ role: 'dbAdmin', db: 'test' }, { role: 'mmmPreImages', db: 'admin' }];
+  // The README's role for conflict detection: reading pre-images and advancing the cluster
+  // time, which no built-in role below root grants.
+  await admin.db('admin').command({
+    createRole: 'mmmConflicts',
+    privileges: [
+      { resource: { db: 'config', collection: 'system.preimages' }, actions: ['find'] },
+      { resource: { cluster: true }, actions: ['advanceClusterTime'] },
+    ],
+    roles: [],
+  });
+  // What a server of links that replicate back needs for conflict detection.
+  const conflictRoles = [{ role: 'dbAdmin', db: 'test' }, { role: 'mmmConflicts', db: 'admin' }];
   const users: Array<[string, string, Array<{ role: string; db: string }>]> = [
     // The README's minimum roles for a server that is a source and a destination of test.*, both ways.
     ['minimal', 'minimal-pw', [{ role: 'readWrite', db: 'local' }, { role: 'readWrite', db: 'mmm' }, { role: 'readWrite', db: 'test' }, ...conflictRoles]],
@@ -224,6 +222,9 @@ describe('privileges, on a replica set with --auth', { concurrency: false }, () 
     const { code, findings } = await check(config);
     assert.equal(code, 1);
     assert.deepEqual(findings.filter((f) => f.level === 'failure'), [{ level: 'failure', server: 'server_a', check: 'privileges', message: missing }]);
+    const clock =
+      'user unchecked@admin may not advance the cluster time (advanceClusterTime): writes made here after receiving one are timed by this server\'s clock alone, and can lose to it (README, "Privileges")';
+    assert.deepEqual(findings.filter((f) => f.level === 'warning' && f.check === 'privileges'), [{ level: 'warning', server: 'server_a', check: 'privileges', message: clock }]);
     assert.deepEqual(await runCli(['-c', config, 'run']), { code: 1, stdout: '', stderr: `mmm: server_a: ${missing}\n` });
     const run = new RunProcess(config, ['--conflicts', 'off']);
     try {

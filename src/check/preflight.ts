@@ -9,7 +9,7 @@ import type { MongoClient, Timestamp, W } from 'mongodb';
 import { metadataStoreOptions, ReplicationConfigStore, CONFIG_STORE_DEFAULTS, type SourceConfig } from '../config/store.ts';
 import type { ServerSpec, Topology } from '../topology.ts';
 import { hasWayBack, type LinkEdge } from '../conflict/scope.ts';
-import { describeMissing, describeUnauthorized, grantedPrivileges, missingPrivileges, requiredPrivileges } from './privileges.ts';
+import { describeMissing, describeUnauthorized, grantedPrivileges, mayAdvanceClock, missingPrivileges, requiredPrivileges } from './privileges.ts';
 import { hoursText, measureOplog, type OplogHeadroom } from './oplog-headroom.ts';
 import { describeWriteConcern, probeWriteConcern } from './write-concern.ts';
 
@@ -167,6 +167,14 @@ export async function preflight(options: PreflightOptions): Promise<Finding[]> {
     } else if (!options.runOnly) {
       const what = links.length > 0 ? 'as a source and as the destination of its links' : 'as a source';
       add('ok', server.name, 'privileges', user ? `${user} has the privileges mmm needs ${what}` : 'the server enforces no access control');
+    }
+    if (links.length > 0 && options.resolveConflicts !== false && !mayAdvanceClock(grants)) {
+      add(
+        'warning',
+        server.name,
+        'privileges',
+        `${user} may not advance the cluster time (advanceClusterTime): writes made here after receiving one are timed by this server's clock alone, and can lose to it (README, "Privileges")`,
+      );
     }
     if (links.length > 0) {
       const verdict = await probeWriteConcern(client, options.writeConcern, options.writeConcernTimeoutMS);

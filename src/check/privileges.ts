@@ -109,6 +109,17 @@ export function missingPrivileges(grants: Grants, required: readonly Requirement
   return missing;
 }
 
+/**
+ * Whether the user may show the server a cluster time it has not reached (`advanceClusterTime`
+ * on the cluster): how a destination takes its sources' times (../apply/carried-clock.ts).
+ */
+export function mayAdvanceClock(grants: Grants): boolean {
+  if (grants.kind === 'unrestricted') return true;
+  return grants.privileges.some(
+    (p) => (p.resource.cluster === true || p.resource.anyResource === true) && (p.actions.includes('advanceClusterTime') || p.actions.includes('anyAction')),
+  );
+}
+
 function grantsAction(privilege: GrantedPrivilege, db: string, collection: string, action: Action): boolean {
   if (!privilege.actions.includes(action) && !privilege.actions.includes('anyAction')) return false;
   const r = privilege.resource;

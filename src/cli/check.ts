@@ -63,7 +63,8 @@ export async function checkBeforeRun(context: CliContext, only: string | undefin
     resolveConflicts,
     ...(only === undefined ? {} : { only }),
   });
-  for (const f of findings) if (f.level === 'warning') context.logger().warn({ server: f.server, check: f.check }, f.message);
+  // A run that cannot start says why in one line, its warnings aside.
   const failure = firstFailure(findings);
   if (failure) throw new PreflightError(failure);
+  for (const f of findings) if (f.level === 'warning') context.logger().warn({ server: f.server, check: f.check }, f.message);
 }
