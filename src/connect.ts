@@ -2,38 +2,20 @@
 // the server and says what is wrong (unreachable, credentials refused, not a replica set), with
 // the password hidden. A connected client is a replica set member: mmm reads its oplog.
 
-import os from 'node:os';
-import type { MongoClient } from 'mongodb';
+import { MongoClient, MongoError, MongoNetworkError, MongoServerSelectionError } from 'mongodb';
+import { APP_NAME, CONNECT_DEFAULTS, type ConnectOptions } from './connect-settings.ts';
 import { ServerError } from './errors.ts';
 import { redactPassword, redactUri, uriProblem, type ServerSpec } from './topology.ts';
-
-export interface ConnectOptions {
-  /** How long to wait for the server, in ms: both server selection and each socket connect. */
-  timeoutMS?: number;
-}
-
-/** What every application name of mmm's starts with; older versions used `mmm` alone. */
-export const APP_NAME_PREFIX = 'mmm ';
-
-export const CONNECT_DEFAULTS = { timeoutMS: 10_000 } as const satisfies Required<ConnectOptions>;
-
-/**
- * The name mmm's connections give the server, which `$currentOp` and the server's log show:
- * `mmm <pid>@<host>`, so that an operator (and a test's fail point, which matches a client by
- * name) can tell one process from another; every name starting `mmm ` is mmm's
- * (./apply/abandoned.ts). The server takes at most 128 bytes.
- */
-export const APP_NAME = `${APP_NAME_PREFIX}${process.pid}@${os.hostname()}`.slice(0, 128);
 
 /** The server's error code for refused credentials (AuthenticationFailed). */
 const AUTHENTICATION_FAILED = 18;
 
 /**
- * Connects and checks that the server is a replica set member. Throws ServerError. (The driver
- * is loaded here, on first use, not when the CLI starts: see ./cli/context.ts.)
+ * Connects and checks that the server is a replica set member. Throws ServerError. (This module
+ * loads the driver: the CLI loads it when a command runs, not to parse its arguments:
+ * ./cli/context.ts.)
  */
 export async function connectServer(server: ServerSpec, options: ConnectOptions = {}): Promise<MongoClient> {
-  const { MongoClient, MongoError, MongoNetworkError, MongoServerSelectionError } = await import('mongodb');
   const timeoutMS = options.timeoutMS ?? CONNECT_DEFAULTS.timeoutMS;
   let password: string | undefined;
   const fail = (problem: string, cause?: unknown) => {

@@ -30,7 +30,7 @@ before(async () => {
   // `npm pack` as in a clone after `npm ci`, but in a copy of it: its prepack script builds
   // dist/, which must not change under the other tests running this clone's bin/mmm.
   const clone = path.join(work, 'clone');
-  for (const entry of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'README.md', 'bin', 'src']) {
+  for (const entry of ['package.json', 'package-lock.json', 'tsconfig.json', 'README.md', 'bin', 'scripts', 'src']) {
     cpSync(path.join(root, entry), path.join(clone, entry), { recursive: true });
   }
   symlinkSync(path.join(root, 'node_modules'), path.join(clone, 'node_modules'));

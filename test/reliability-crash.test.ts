@@ -19,7 +19,7 @@ import { pino } from 'pino';
 import { startReplicaSets, type ReplicaSet } from '../scripts/replica-sets.ts';
 import { abortAbandonedTransactions } from '../src/apply/abandoned.ts';
 import { ReplicationConfigStore } from '../src/config/store.ts';
-import { APP_NAME } from '../src/connect.ts';
+import { APP_NAME } from '../src/connect-settings.ts';
 import { runCli, writeTopology } from './support/cli.ts';
 import { differences, WriteLoad } from './support/load.ts';
 import { seededRandom } from './support/random-updates.ts';

@@ -11,7 +11,7 @@
 // mmm's transactions keep their connection open while they run, and are left alone.
 
 import type { Document, MongoClient } from 'mongodb';
-import { APP_NAME_PREFIX } from '../connect.ts';
+import { APP_NAME_PREFIX } from '../connect-settings.ts';
 
 /** Aborts the transactions that mmm left open on this server, with no connection left; returns how many. */
 export async function abortAbandonedTransactions(client: MongoClient): Promise<number> {

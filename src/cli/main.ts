@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { inspect } from 'node:util';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { describeUnauthorized } from '../check/privileges.ts';
-import { CONNECT_DEFAULTS } from '../connect.ts';
+import { CONNECT_DEFAULTS } from '../connect-settings.ts';
 import { MmmError } from '../errors.ts';
 import type { LogFormat, LogLevel } from '../log.ts';
 import { metadataDatabaseProblem } from '../namespace.ts';
