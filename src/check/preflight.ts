@@ -38,6 +38,8 @@ export interface PreflightOptions {
   only?: string;
   /** Conflicts are resolved (`run --conflicts` is not off): sources of links with a way back need their pre-images. */
   resolveConflicts?: boolean;
+  /** What becomes of each server's client once checked; by default it is closed. */
+  release?: (server: ServerSpec, client: MongoClient) => Promise<void>;
   now?: () => number;
 }
 
@@ -91,7 +93,8 @@ export async function preflight(options: PreflightOptions): Promise<Finding[]> {
     const rank = (f: Finding) => (f.server === null ? topology.servers.length : topology.servers.findIndex((s) => s.name === f.server));
     return findings.sort((a, b) => rank(a) - rank(b) || CHECK_ORDER.indexOf(a.check) - CHECK_ORDER.indexOf(b.check));
   } finally {
-    await Promise.all([...facts.values()].map((f) => f.client.close()));
+    const release = options.release ?? ((_server: ServerSpec, client: MongoClient) => client.close());
+    await Promise.all([...facts].map(([id, f]) => release(topology.byId(id)!, f.client)));
   }
 
   /** Reaches every server at once; throws (for `run`) only once all have answered or failed. */

@@ -61,10 +61,18 @@ export async function checkBeforeRun(context: CliContext, only: string | undefin
     writeConcernTimeoutMS: Math.min(WRITE_CONCERN_WAIT_MS, context.options.connectTimeout * 1000),
     runOnly: true,
     resolveConflicts,
+    // The run goes on with these clients (CliContext.park).
+    release: context.park,
     ...(only === undefined ? {} : { only }),
+  }).catch(async (err: unknown) => {
+    await context.closeParked();
+    throw err;
   });
   // A run that cannot start says why in one line, its warnings aside.
   const failure = firstFailure(findings);
-  if (failure) throw new PreflightError(failure);
+  if (failure) {
+    await context.closeParked();
+    throw new PreflightError(failure);
+  }
   for (const f of findings) if (f.level === 'warning') context.logger().warn({ server: f.server, check: f.check }, f.message);
 }

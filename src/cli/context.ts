@@ -45,6 +45,8 @@ export class CliContext {
   private loadedTopology: Topology | undefined;
   private createdLogger: Logger | undefined;
   private library: Library | undefined;
+  /** Clients kept for the next connect to their server, by server id (park). */
+  private readonly parked = new Map<string, MongoClient>();
 
   constructor(
     private readonly program: Command,
@@ -107,12 +109,33 @@ export class CliContext {
     return this.createdLogger;
   }
 
-  /** Opens a client for `server`, or throws ServerError; the caller closes it. */
+  /** Opens a client for `server` (or hands over the one parked for it), or throws ServerError; the caller closes it. */
   readonly connect = async (server: ServerSpec): Promise<MongoClient> => {
+    const parked = this.parked.get(server.id);
+    if (parked) {
+      this.parked.delete(server.id);
+      return parked;
+    }
     const client = await this.lib.connect.connectServer(server, { timeoutMS: this.options.connectTimeout * 1000 });
     this.logger().debug({ server: server.name }, 'connected');
     return client;
   };
+
+  /**
+   * Keeps `client`, connected to `server`, for the next `connect` to it: `run` replicates with
+   * the clients its start-up check opened, instead of connecting to every server twice.
+   * closeParked closes those nobody took.
+   */
+  readonly park = async (server: ServerSpec, client: MongoClient): Promise<void> => {
+    await this.parked.get(server.id)?.close();
+    this.parked.set(server.id, client);
+  };
+
+  async closeParked(): Promise<void> {
+    const clients = [...this.parked.values()];
+    this.parked.clear();
+    await Promise.all(clients.map((c) => c.close()));
+  }
 
   /**
    * Connects to all `servers` at once, then calls `use` with their clients in the same order,

@@ -90,6 +90,8 @@ export function registerRun(program: Command, context: CliContext): void {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
         await metricsServer?.close();
+        // Those the start-up check reached for servers no loop of this run used.
+        await context.closeParked();
       }
     });
 }
