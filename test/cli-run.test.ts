@@ -73,6 +73,8 @@ test('SIGTERM stops run just as cleanly; --log-level debug logs each applied ope
   await eventually('its debug line', async () => run.logs('applied').length === 1);
   assert.equal(await run.stop('SIGTERM'), 0, run.stderr);
   assert.deepEqual(run.logs('applied').map((l) => [l.ns, l._id, l.write]), [['test.foo', 'debug', 'insert']]);
+  // Each server connected once: the replication goes on with the start-up check's clients.
+  assert.deepEqual(run.logs('connected').map((l) => l.server).sort(), ['server_a', 'server_b']);
 });
 
 test('run -s replicates into that server only', async () => {
