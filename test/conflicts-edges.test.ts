@@ -49,6 +49,7 @@ const BACK = 'edges.back';
 const REPLAY_DELETED = 'edges.replay_deleted';
 const SAME_SECOND = 'edges.same_second';
 const UNREAD = 'edges.unread';
+const PREFER_BACK = 'edges.prefer_back';
 
 let cluster: Cluster;
 let clients: Map<string, MongoClient>;
@@ -63,7 +64,7 @@ before(async () => {
   await link(A, B, RING_TXN);
   await link(B, C, RING_TXN);
   await link(C, A, RING_TXN);
-  for (const ns of [NUMERIC_ID, BIG, REPLAY, DELETED, BACK, REPLAY_DELETED, SAME_SECOND, UNREAD]) {
+  for (const ns of [NUMERIC_ID, BIG, REPLAY, DELETED, BACK, REPLAY_DELETED, SAME_SECOND, UNREAD, PREFER_BACK]) {
     await link(A, B, ns);
     await link(B, A, ns);
   }
@@ -115,8 +116,8 @@ async function prepare(setup: () => Promise<unknown>): Promise<void> {
  * `ns`. If not, stops it and fails with what differs and how each loop that failed failed (a
  * loop carries every namespace of its source: the next case starts a new run).
  */
-async function replicate(ns: string, servers: string[], logger?: Logger): Promise<void> {
-  startRun(logger);
+async function replicate(ns: string, servers: string[], logger?: Logger, settings?: Partial<ReplicationSettings>): Promise<void> {
+  startRun(logger, settings);
   let diff: Difference[] = [];
   try {
     await settle(cluster.topology, clients);
@@ -276,6 +277,26 @@ test('a $set on A, and on B two later ones that bring the document back to the s
   const { record } = await onlyRecord(BACK, A);
   assert.deepEqual({ won: showVersion(record.won), lost: showVersion(record.lost) }, { won: showVersion(first.version), lost: showVersion(onA.version) });
   assert.equal(typed(untaggedDoc(record.lost.doc)), typed(onA.doc), "the record's losing document: A's");
+});
+
+test("under prefer:server_b, two $sets on B that bring the document back, then one on A it had not seen: both end on B's, and A keeps its own", async () => {
+  // The same bytes again on B, but B's writes came first: under lww A's later write wins, under
+  // prefer B's, so the writes of B's its source had not seen are looked for before A's too.
+  const id = 'bba';
+  await prepare(() => collection(B, PREFER_BACK).insertOne({ _id: id as never, f: new Int32(0), g: new Int32(0) }));
+  const first = await write(B, PREFER_BACK, id, (c) => c.updateOne({ _id: id as never }, { $set: { f: new Int32(1) } }));
+  const last = await write(B, PREFER_BACK, id, (c) => c.updateOne({ _id: id as never }, { $set: { f: new Int32(0) } }));
+  await nextSecondAfter(last.version.ts);
+  const onA = await write(A, PREFER_BACK, id, (c) => c.updateOne({ _id: id as never }, { $set: { g: 'a' } }));
+  assert.ok(onA.version.ts!.greaterThan(last.version.ts!), "A's write is the last");
+  await replicate(PREFER_BACK, [A, B], undefined, { conflicts: { kind: 'prefer', server: idOf(B) } });
+  await stopRun();
+
+  // Before, B took A's write for one made on what it held and applied it; A took B's.
+  for (const s of [A, B]) assert.equal(typed(await untagged(collection(s, PREFER_BACK), id)), typed(last.doc), `${s} holds B's last document`);
+  const { record } = await onlyRecord(PREFER_BACK, A);
+  assert.deepEqual({ won: showVersion(record.won), lost: showVersion(record.lost) }, { won: showVersion(first.version), lost: showVersion(onA.version) });
+  assert.equal(record.policy, `prefer:${idOf(B)}`);
 });
 
 test("updates with no way back (B -> A carries inserts only): A -> B is a replica's link, and B takes A's update over its own later one, unrecorded", async () => {

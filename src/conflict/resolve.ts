@@ -25,7 +25,7 @@
 // A write whose source did not keep its pre-image (made before `run` turned them on) is applied
 // unchecked, as before, and counted: conflict detection starts with the writes after.
 
-import { BSON, Decimal128, Double, Int32, Long, ObjectId, type ClientSession, type Document, type MongoClient, type Timestamp } from 'mongodb';
+import { BSON, Decimal128, Double, Int32, Long, ObjectId, Timestamp, type ClientSession, type Document, type MongoClient } from 'mongodb';
 import type { DestinationWrite } from '../apply/writer.ts';
 import type { Logger } from '../log.ts';
 import { translateUpdate, rebuildDocument } from '../apply/update.ts';
@@ -239,8 +239,8 @@ export class ConflictResolver {
     if (Date.now() < this.historyUnreadUntil) return undefined;
     const byNs = new Map<string, HistoryQuestion>();
     for (const w of firsts.values()) {
-      const since = w.check!.version.ts;
-      if (since === null) continue;
+      const since = this.rivalsFrom(w);
+      if (since === undefined) continue;
       const asked = byNs.get(w.ns);
       if (!asked) byNs.set(w.ns, { ids: [w.id], since, refreshed: Promise.resolve(true) });
       else {
@@ -259,12 +259,41 @@ export class ConflictResolver {
   }
 
   /**
+   * From when the destination's own writes can win over `w`: from `w`'s time on, since under
+   * `lww` only a later write wins; undefined: `w`'s time is unknown. Where this destination is
+   * the preferred server, its writes win whatever their time: also those its source had not
+   * seen, after the version of the destination's that the source's document holds
+   * (destinationVersionSeen), as far back as PREFERRED_LOOKBACK_SECONDS.
+   */
+  private rivalsFrom(w: DestinationWrite): Timestamp | undefined {
+    const own = w.check!.version.ts;
+    if (own === null) return undefined;
+    const { policy, destinationId } = this.options;
+    const had = policy.kind === 'prefer' && policy.server === destinationId ? this.destinationVersionSeen(w) : undefined;
+    if (!had || !had.lessThan(own)) return own;
+    const back = new Timestamp({ t: Math.max(0, own.t - PREFERRED_LOOKBACK_SECONDS), i: 0 });
+    return had.greaterThan(back) ? had : back;
+  }
+
+  /**
+   * The time of the destination's version that `w`'s base holds, if its tag names one: the
+   * source had the destination's writes on the document up to that one, and none after (it
+   * would hold a later one), whatever their times (without the carried time, a second's
+   * counters say nothing of order across servers: a write made after receiving one can bear an
+   * earlier time than it).
+   */
+  private destinationVersionSeen(w: DestinationWrite): Timestamp | undefined {
+    const base = w.check!.base ? parseTag(tagOf(w.check!.base)) : undefined;
+    return base?.origin === this.options.destinationId && base.ts ? base.ts : undefined;
+  }
+
+  /**
    * A write that meets the very document it was made on matches by content; but the history
    * may differ: the destination may have changed the document and changed it back, or
    * inserted and deleted it, while the write was made elsewhere (README, "Conflicts"). Only a
-   * write of the destination's from the write's own time on can win over it, so only those
-   * are looked for, in the pre-images the destination kept: for each key of `firsts`, the
-   * writes made on its document from its write's time on, in order.
+   * write of the destination's that can win over it is looked for (rivalsFrom), in the
+   * pre-images the destination kept: for each key of `firsts`, those writes on its document,
+   * in order.
    */
   private async writtenSince(
     client: MongoClient,
@@ -276,13 +305,12 @@ export class ConflictResolver {
       onUnread(firsts.size);
       return new Map();
     }
-    // A base whose tag is a version of the destination's own: its source had the destination's
-    // writes on the document up to that one (a second's counters say nothing of order across
-    // servers, so a write made after receiving one can bear an earlier time than it).
-    const seen = new Map<string, Timestamp>();
+    // Per document: from when its rivals are (rivalsFrom), and the destination's writes up to
+    // which its source had seen (destinationVersionSeen).
+    const rivals = new Map<string, { from: Timestamp; had: Timestamp | undefined }>();
     for (const [key, w] of firsts) {
-      const base = w.check!.base ? parseTag(tagOf(w.check!.base)) : undefined;
-      if (base?.origin === this.options.destinationId && base.ts) seen.set(key, base.ts);
+      const from = this.rivalsFrom(w);
+      if (from) rivals.set(key, { from, had: this.destinationVersionSeen(w) });
     }
     const found = new Map<string, EarlierState[]>();
     for (const [ns, { ids, since, refreshed }] of asked) {
@@ -294,11 +322,9 @@ export class ConflictResolver {
       }
       for (const state of states) {
         const key = documentKey(ns, state.id);
-        // Read from the earliest write of the namespace on: one before this document's own was made is no rival of it.
-        const own = firsts.get(key)?.check?.version.ts;
-        if (!own || state.ts.lessThan(own)) continue;
-        const had = seen.get(key);
-        if (had && !state.ts.greaterThan(had)) continue;
+        // Read from the earliest of the namespace on: one before this document's rivals is none.
+        const rival = rivals.get(key);
+        if (!rival || state.ts.lessThan(rival.from) || (rival.had && !state.ts.greaterThan(rival.had))) continue;
         const list = found.get(key);
         if (list) list.push(state);
         else found.set(key, [state]);
@@ -324,6 +350,13 @@ interface HistoryQuestion {
  * for a while, and said so.
  */
 const HISTORY_MS = 2_000;
+/**
+ * How far before a write the preferred destination's writes its source had not seen are looked
+ * for (rivalsFrom): what the kept history holds anyway (./history.ts keeps a few seconds before
+ * the earliest write asked about). Writes older still reached the source before its write,
+ * unless replication that way was that far behind.
+ */
+const PREFERRED_LOOKBACK_SECONDS = 5;
 /** After a read that ran out of time, how long the next batches go without one (they would each wait HISTORY_MS). */
 const HISTORY_RETRY_MS = 30_000;
 
