@@ -11,7 +11,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -71,6 +71,11 @@ export class MongodProcess {
     const child = spawn(this.binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    // A mongod nobody destroys (a set whose start failed beside another's) must not keep the
+    // process alive once its work is done: the exit handler kills what is left
+    // (installCleanup). A failed set-up once kept a test file, and so `npm test`, waiting forever.
+    child.unref();
+    (child.stderr as Socket | null)?.unref();
     this.child = child;
     live.add(this);
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
@@ -192,17 +197,28 @@ function canConnect(port: number): Promise<boolean> {
   });
 }
 
-/** A port the kernel just handed out and took back: free unless someone races us for it. */
+/**
+ * A port the kernel just handed out and took back: free unless someone races us for it. Never
+ * one this process was given before: the kernel can hand the port it just took back out again,
+ * and two members of one set were once given the same (replSetInitiate refused the set).
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+  for (;;) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const server = createServer();
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => {
+        const address = server.address();
+        server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+      });
     });
-  });
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    return port;
+  }
 }
+
+const handedOut = new Set<number>();
 
 let setCounter = 0;
 
