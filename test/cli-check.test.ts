@@ -29,8 +29,8 @@ before(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'mmm-check-'));
   [two, secured, standalone] = await Promise.all([startTwoServers(), startSecuredSet(dir, { user: 'root', pwd: ROOT_PASSWORD }), startStandalone()]);
   admin = new MongoClient(securedUri('root', ROOT_PASSWORD));
-  // The README's role for conflict detection: reading pre-images and advancing the cluster
-  // time, which no built-in role below root grants.
+  // The README's role for conflict detection: reading pre-images (no built-in role below root
+  // grants it) and advancing the cluster time (no built-in role grants it).
   await admin.db('admin').command({
     createRole: 'mmmConflicts',
     privileges: [

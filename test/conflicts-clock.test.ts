@@ -147,7 +147,7 @@ describe('a destination with access control', { concurrency: false }, () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'mmm-clock-'));
     secured = await startSecuredSet(dir, { user: 'root', pwd: 'root-pw' });
     root = new MongoClient(uriAs('root', 'root-pw'));
-    // The README's role: the one privilege no built-in role below root grants.
+    // The README's role, here only its privilege on the cluster, which no built-in role grants.
     await root.db('admin').command({ createRole: 'mmmClock', privileges: [{ resource: { cluster: true }, actions: ['advanceClusterTime'] }], roles: [] });
     const roles = [{ role: 'readWrite', db: 'local' }, { role: 'readWrite', db: 'mmm' }, { role: 'readWrite', db: 'clock' }];
     await root.db('admin').command({ createUser: 'plain', pwd: 'plain-pw', roles });

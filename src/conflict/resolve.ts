@@ -238,14 +238,15 @@ export class ConflictResolver {
   private askHistory(client: MongoClient, firsts: Map<string, DestinationWrite>): Map<string, HistoryQuestion> | undefined {
     if (Date.now() < this.historyUnreadUntil) return undefined;
     const byNs = new Map<string, HistoryQuestion>();
-    for (const w of firsts.values()) {
-      const since = this.rivalsFrom(w);
-      if (since === undefined) continue;
+    for (const [key, w] of firsts) {
+      const rival = this.rivalsOf(w);
+      if (rival === undefined) continue;
       const asked = byNs.get(w.ns);
-      if (!asked) byNs.set(w.ns, { ids: [w.id], since, refreshed: Promise.resolve(true) });
+      if (!asked) byNs.set(w.ns, { ids: [w.id], since: rival.from, rivals: new Map([[key, rival]]), refreshed: Promise.resolve(true) });
       else {
         asked.ids.push(w.id);
-        if (since.lessThan(asked.since)) asked.since = since;
+        asked.rivals.set(key, rival);
+        if (rival.from.lessThan(asked.since)) asked.since = rival.from;
       }
     }
     for (const [ns, asked] of byNs) {
@@ -259,39 +260,32 @@ export class ConflictResolver {
   }
 
   /**
-   * From when the destination's own writes can win over `w`: from `w`'s time on, since under
-   * `lww` only a later write wins; undefined: `w`'s time is unknown. Where this destination is
-   * the preferred server, its writes win whatever their time: also those its source had not
-   * seen, after the version of the destination's that the source's document holds
-   * (destinationVersionSeen), as far back as PREFERRED_LOOKBACK_SECONDS.
+   * Which of the destination's own writes can win over `w`; undefined: `w`'s time is unknown.
+   *   - `from`: from `w`'s time on, since under `lww` only a later write wins. Where this
+   *     destination is the preferred server, its writes win whatever their time: also those
+   *     the source had not seen, after `had`, as far back as PREFERRED_LOOKBACK_SECONDS.
+   *   - `had`: the time of the destination's version that `w`'s base holds, if its tag names
+   *     one. The source had the destination's writes on the document up to that one, and none
+   *     after (it would hold a later one), whatever their times (without the carried time, a
+   *     second's counters say nothing of order across servers: a write made after receiving one
+   *     can bear an earlier time than it).
    */
-  private rivalsFrom(w: DestinationWrite): Timestamp | undefined {
+  private rivalsOf(w: DestinationWrite): Rivals | undefined {
     const own = w.check!.version.ts;
     if (own === null) return undefined;
     const { policy, destinationId } = this.options;
-    const had = policy.kind === 'prefer' && policy.server === destinationId ? this.destinationVersionSeen(w) : undefined;
-    if (!had || !had.lessThan(own)) return own;
-    const back = new Timestamp({ t: Math.max(0, own.t - PREFERRED_LOOKBACK_SECONDS), i: 0 });
-    return had.greaterThan(back) ? had : back;
-  }
-
-  /**
-   * The time of the destination's version that `w`'s base holds, if its tag names one: the
-   * source had the destination's writes on the document up to that one, and none after (it
-   * would hold a later one), whatever their times (without the carried time, a second's
-   * counters say nothing of order across servers: a write made after receiving one can bear an
-   * earlier time than it).
-   */
-  private destinationVersionSeen(w: DestinationWrite): Timestamp | undefined {
     const base = w.check!.base ? parseTag(tagOf(w.check!.base)) : undefined;
-    return base?.origin === this.options.destinationId && base.ts ? base.ts : undefined;
+    const had = base?.origin === destinationId && base.ts ? base.ts : undefined;
+    if (!had || !had.lessThan(own) || policy.kind !== 'prefer' || policy.server !== destinationId) return { from: own, had };
+    const back = new Timestamp({ t: Math.max(0, own.t - PREFERRED_LOOKBACK_SECONDS), i: 0 });
+    return { from: had.greaterThan(back) ? had : back, had };
   }
 
   /**
    * A write that meets the very document it was made on matches by content; but the history
    * may differ: the destination may have changed the document and changed it back, or
    * inserted and deleted it, while the write was made elsewhere (README, "Conflicts"). Only a
-   * write of the destination's that can win over it is looked for (rivalsFrom), in the
+   * write of the destination's that can win over it is looked for (rivalsOf), in the
    * pre-images the destination kept: for each key of `firsts`, those writes on its document,
    * in order.
    */
@@ -305,15 +299,8 @@ export class ConflictResolver {
       onUnread(firsts.size);
       return new Map();
     }
-    // Per document: from when its rivals are (rivalsFrom), and the destination's writes up to
-    // which its source had seen (destinationVersionSeen).
-    const rivals = new Map<string, { from: Timestamp; had: Timestamp | undefined }>();
-    for (const [key, w] of firsts) {
-      const from = this.rivalsFrom(w);
-      if (from) rivals.set(key, { from, had: this.destinationVersionSeen(w) });
-    }
     const found = new Map<string, EarlierState[]>();
-    for (const [ns, { ids, since, refreshed }] of asked) {
+    for (const [ns, { ids, since, rivals, refreshed }] of asked) {
       const states = await this.histories.get(ns)!.writtenSince(client, ids, since, HISTORY_MS, refreshed);
       if (states === undefined) {
         this.historyUnreadUntil = Date.now() + HISTORY_RETRY_MS;
@@ -334,11 +321,21 @@ export class ConflictResolver {
   }
 }
 
+/** Which of the destination's writes on a document can win over the write meeting it (ConflictResolver.rivalsOf). */
+interface Rivals {
+  /** Those from this time on... */
+  from: Timestamp;
+  /** ...and after this one, if the source had the destination's writes up to it. */
+  had: Timestamp | undefined;
+}
+
 /** A namespace's part of what a batch asks of the destination's history. */
 interface HistoryQuestion {
   ids: unknown[];
-  /** The earliest time of the writes of `ids`. */
+  /** The earliest `from` of their rivals. */
   since: Timestamp;
+  /** By document key. */
+  rivals: Map<string, Rivals>;
   /** The refresh of the kept pre-images this batch waits on (DestinationHistory.refresh). */
   refreshed: Promise<boolean>;
 }
@@ -352,7 +349,7 @@ interface HistoryQuestion {
 const HISTORY_MS = 2_000;
 /**
  * How far before a write the preferred destination's writes its source had not seen are looked
- * for (rivalsFrom): what the kept history holds anyway (./history.ts keeps a few seconds before
+ * for (rivalsOf): what the kept history holds anyway (./history.ts keeps a few seconds before
  * the earliest write asked about). Writes older still reached the source before its write,
  * unless replication that way was that far behind.
  */
