@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { BSON, BSONRegExp, type Collection, type Document, type MongoClient } from 'mongodb';
 import type { Topology } from '../src/topology.ts';
+import { show, splitTag, stored } from './support/bson.ts';
 import { addLink, settle, startCluster, startMmm, type Cluster, type RunningMmm, type TestDoc } from './support/replication.ts';
 
 let cluster: Cluster;
@@ -51,6 +52,19 @@ test('inserts arrive whole, with the tag naming their origin', async () => {
   await assertSame();
   const tag = (await coll('server_b').findOne({ _id: 1 }))!.__mmm as string;
   assert.match(tag, new RegExp(`^${topology.byName('server_a')!.id}:\\d+:\\d+$`));
+});
+
+test('an insert keeps its field order byte for byte, names that are whole numbers included (its bytes are sent as the oplog holds them)', async () => {
+  // A JavaScript object would list "0" and "12" first; the bytes do not.
+  const document = new Map<string, unknown>([['_id', 'ordered'], ['a', 1], ['0', 'zero'], ['12', new Map<string, unknown>([['b', 2], ['3', 3]])]]);
+  await coll('server_a').insertOne(document as unknown as TestDoc);
+  await settle(topology, clients);
+  const source = await stored(coll('server_a') as unknown as Collection<Document>, 'ordered');
+  const { rest, tag } = splitTag(await stored(coll('server_b') as unknown as Collection<Document>, 'ordered'));
+  assert.equal(show(rest), show(source));
+  assert.deepEqual(rest, Buffer.from(source));
+  assert.match(String(tag), new RegExp(`^${topology.byName('server_a')!.id}:\\d+:\\d+$`));
+  await coll('server_a').deleteOne({ _id: 'ordered' });
 });
 
 test('updates as $v:2 diffs: new, changed and removed fields, nested sub-diffs', async () => {

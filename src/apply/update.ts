@@ -48,13 +48,18 @@
 // dropped, and the tag is set in place if the destination has `__mmm`, else appended last.
 
 import { DBRef, type Document } from 'mongodb';
+import { RawDocument } from '../bson/lazy-document.ts';
+import { taggedBytes } from '../bson/raw.ts';
 import { UnsupportedOplogEntryError } from '../errors.ts';
+import { ENTRY_DECODE } from '../oplog/entry.ts';
 import { TAG_FIELD } from '../replicate/tag.ts';
 import { applyParsedDocumentDiff } from './diff-apply.ts';
 import { entriesOf, parseDocumentDiff, type ArrayDiff, type Diff, type DocumentDiff } from './diff-parse.ts';
 
 export type UpdateSpec =
-  | { kind: 'replacement'; document: Document } // for collection.replaceOne({_id}, document)
+  // For collection.replaceOne({_id}, document). An insert that came as bytes has `bytes`, its
+  // document as BSON, tagged: sent as it is, `document` then decoded from it only when read.
+  | { kind: 'replacement'; document: Document; bytes?: Uint8Array }
   | { kind: 'modifier'; update: Document } // classic {$set, $unset} for updateOne
   | { kind: 'pipeline'; pipeline: Document[] } // aggregation-pipeline update for updateOne
   // A `$v: 2` diff (`o.diff`) too deep for a pipeline: read the destination's document, then
@@ -76,6 +81,25 @@ function tagged(document: Document, tag: string): Document {
   }
   copy[TAG_FIELD] = tag;
   return copy;
+}
+
+/**
+ * The document of an insert logged as bytes (`raw`), tagged as translateUpdate tags a decoded
+ * one, without decoding it: a replacement carrying its BSON, and its `_id`. Undefined for a
+ * document with a top-level `$` name, which only translateUpdate's pipeline can write.
+ */
+export function translateInsert(raw: Uint8Array, tag: string): { id: unknown; spec: UpdateSpec } | undefined {
+  const { bytes, id, dollarName } = taggedBytes(raw, tag);
+  if (dollarName) return undefined;
+  const document = new RawDocument(bytes, ENTRY_DECODE);
+  const spec: UpdateSpec = {
+    kind: 'replacement',
+    bytes,
+    get document() {
+      return document.document;
+    },
+  };
+  return { id, spec };
 }
 
 /** Turns the `o` of an oplog update entry into one update for the destination, tagged. */

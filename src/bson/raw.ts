@@ -185,6 +185,53 @@ export function withoutElement(bytes: Uint8Array, span: ElementSpan | undefined)
   return rest;
 }
 
+/** An inserted document as mmm writes it: its bytes, tagged; its `_id`; whether a top-level name starts with `$`. */
+export interface TaggedBytes {
+  bytes: Buffer;
+  id: unknown;
+  dollarName: boolean;
+}
+
+/**
+ * `bytes` with its top-level `__mmm` left out and `__mmm: tag` (a string) appended, the rest
+ * byte for byte, field order included: what ../apply/update.ts's `tagged` makes of the decoded
+ * document, without decoding it. One walk over the top level finds the `_id` (decoded, for
+ * routing) and any name starting with `$` (which a replacement may not hold).
+ */
+export function taggedBytes(bytes: Uint8Array, tag: string): TaggedBytes {
+  let id: unknown;
+  let skip: ElementSpan | undefined;
+  let dollarName = false;
+  forEachElement(bytes, (type, start, nameEnd, valueStart, end) => {
+    if (bytes[start + 1] === 0x24) dollarName = true;
+    else if (id === undefined && nameIs(bytes, start + 1, nameEnd, ID_NAME)) id = decodeValue(bytes, { type, start, valueStart, end });
+    else if (skip === undefined && nameIs(bytes, start + 1, nameEnd, TAG_NAME)) skip = { type, start, valueStart, end };
+  });
+  const value = Buffer.from(tag, 'utf8');
+  const kept = bytes.length - 1 - (skip ? skip.end - skip.start : 0);
+  // The element: type 0x02, the name and its 0, the string's length (its 0 counted), the string, its 0.
+  const out = Buffer.allocUnsafe(kept + 1 + TAG_NAME.length + 1 + 4 + value.length + 1 + 1);
+  if (skip) {
+    out.set(bytes.subarray(0, skip.start), 0);
+    out.set(bytes.subarray(skip.end, bytes.length - 1), skip.start);
+  } else {
+    out.set(bytes.subarray(0, bytes.length - 1), 0);
+  }
+  let at = kept;
+  out[at++] = 0x02;
+  out.set(TAG_NAME, at);
+  at += TAG_NAME.length;
+  out[at++] = 0;
+  out.writeInt32LE(value.length + 1, at);
+  at += 4;
+  out.set(value, at);
+  at += value.length;
+  out[at++] = 0;
+  out[at++] = 0;
+  out.writeInt32LE(out.length, 0);
+  return { bytes: out, id, dollarName };
+}
+
 /** A document of the one element `bytes[span]`: for decoding one value on its own. */
 export function documentOf(bytes: Uint8Array, span: ElementSpan): Buffer {
   const doc = Buffer.alloc(4 + (span.end - span.start) + 1);

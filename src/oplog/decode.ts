@@ -147,7 +147,20 @@ function withPreImage(c: Change, ui: CrudOp['ui'], ts: OplogEntry['ts'], applyOp
 }
 
 function change(op: CrudOp, entry: OplogEntry, seq: number, origin?: string): Change {
-  const c: Change = { op: op.op, ns: op.ns, o: op.o, ts: entry.ts, seq };
+  // An insert kept as bytes (OplogEntry.raw) keeps them, its `o` still undecoded.
+  const raw = op.raw;
+  const c: Change = raw
+    ? {
+        op: op.op,
+        ns: op.ns,
+        raw,
+        get o() {
+          return raw.document;
+        },
+        ts: entry.ts,
+        seq,
+      }
+    : { op: op.op, ns: op.ns, o: op.o, ts: entry.ts, seq };
   if (op.o2) c.o2 = op.o2;
   if (entry.wall) c.wall = entry.wall;
   if (origin !== undefined) c.origin = origin;

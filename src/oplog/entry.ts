@@ -2,7 +2,16 @@
 // false`, so numbers stay Int32/Double/Long wrappers and are written back with the same BSON
 // type (a double must not come back as an int32).
 
-import type { Binary, Document, Long, Timestamp } from 'mongodb';
+import type { Binary, BSON, Document, Long, Timestamp } from 'mongodb';
+import type { RawDocument } from '../bson/lazy-document.ts';
+
+/**
+ * How entries are decoded: numeric BSON types kept as they are, so a double is written back as
+ * a double; regular expressions as BSON has them (a JavaScript RegExp would lose the `s` and `x`
+ * options and gain `g`); and no UTF-8 check (the server only stores valid UTF-8; checking it
+ * again costs a good part of decoding).
+ */
+export const ENTRY_DECODE: BSON.DeserializeOptions = { promoteValues: false, bsonRegExp: true, validation: { utf8: false } };
 
 export type OplogOp = 'i' | 'u' | 'd' | 'c' | 'n';
 
@@ -13,6 +22,11 @@ export interface OplogEntry {
   /** `db.coll`, or `db.$cmd` for commands, or '' for some no-ops. */
   ns: string;
   o: Document;
+  /**
+   * An insert logged alone: its document as the oplog holds it, which the write path sends on;
+   * `o` is then decoded from it when first read (./entry-bytes.ts).
+   */
+  raw?: RawDocument;
   /** For updates: `{_id}` (plus any shard key). */
   o2?: Document;
   /** Wall-clock time of the write (MongoDB 4.2+). */
@@ -32,6 +46,8 @@ export interface CrudOp {
   op: 'i' | 'u' | 'd';
   ns: string;
   o: Document;
+  /** See OplogEntry. */
+  raw?: RawDocument;
   o2?: Document;
   fromMigrate?: boolean;
   ui?: Binary;

@@ -17,6 +17,7 @@
 
 import { BSON, type ClientSession, type Document, type Long, type MongoClient, type Timestamp } from 'mongodb';
 import type { OplogEntry } from './entry.ts';
+import { decodeEntryBytes } from './entry-bytes.ts';
 
 export interface TailOptions {
   /** Most entries per getMore. */
@@ -52,14 +53,6 @@ interface CursorReply {
 
 /** Entries stay BSON bytes in the reply: each is decoded below, its size known without encoding it again. */
 const REPLY: BSON.DeserializeOptions = { fieldsAsRaw: { firstBatch: true, nextBatch: true }, promoteValues: false, validation: { utf8: false } };
-
-/**
- * As the driver decodes for us otherwise: numeric BSON types kept as they are, so a double is
- * written back as a double; regular expressions as BSON has them (a JavaScript RegExp would lose
- * the `s` and `x` options and gain `g`); and no UTF-8 check (the server only stores valid UTF-8;
- * checking it again costs a good part of decoding).
- */
-const DECODE: BSON.DeserializeOptions = { promoteValues: false, bsonRegExp: true, validation: { utf8: false } };
 
 export class OplogTailer {
   constructor(
@@ -137,7 +130,7 @@ export class OplogTailer {
     let bytes = 0;
     const entries = raw.map((buf) => {
       bytes += buf.byteLength;
-      return BSON.deserialize(buf, DECODE) as OplogEntry;
+      return decodeEntryBytes(buf);
     });
     const scanned = cursor.postBatchResumeToken?.ts;
     return scanned === undefined ? { entries, bytes } : { entries, bytes, scanned };

@@ -1,0 +1,23 @@
+// A document kept as its BSON and decoded only when something first reads it: an insert's `o`,
+// which the write path sends on as the bytes it came in (../apply/insert-command.ts), so that
+// most inserted documents are never decoded at all. Objects that hold one expose the document
+// through a getter (`get o() { return raw.document; }`), so that readers see a plain document;
+// with no setter, so that nothing can make the document and the bytes that are written differ
+// (an assignment throws).
+
+import { BSON, type Document } from 'mongodb';
+
+export class RawDocument {
+  private decoded: Document | undefined;
+
+  constructor(
+    /** The document's BSON. */
+    readonly bytes: Uint8Array,
+    private readonly options: BSON.DeserializeOptions,
+  ) {}
+
+  /** The document decoded, the first time it is asked for (then the same object). */
+  get document(): Document {
+    return (this.decoded ??= BSON.deserialize(this.bytes, this.options));
+  }
+}

@@ -1,0 +1,110 @@
+// Entries decoded from their bytes (src/oplog/entry-bytes.ts) and inserted documents tagged in
+// theirs (src/bson/raw.ts, taggedBytes): what the decoder and the writer read must be what a
+// whole decode gives, an insert's document must stay its bytes until read, and the tagged bytes
+// must be those the decoded path wrote.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Binary, BSON, Double, Int32, Long, ObjectId, Timestamp, UUID, type Document } from 'mongodb';
+import { taggedBytes } from '../src/bson/raw.ts';
+import { insertsAsBytes } from '../src/apply/insert-command.ts';
+import { translateInsert, translateUpdate } from '../src/apply/update.ts';
+import { ENTRY_DECODE } from '../src/oplog/entry.ts';
+import { decodeEntryBytes } from '../src/oplog/entry-bytes.ts';
+import { OplogDecoder } from '../src/oplog/decode.ts';
+
+/** An entry as a 6.0 primary logs a retryable write, with the session fields the decoder never reads. */
+function logged(fields: Document): Uint8Array {
+  return BSON.serialize({
+    lsid: { id: new UUID(), uid: new Binary(Buffer.alloc(32)) },
+    txnNumber: Long.fromNumber(7),
+    ...fields,
+    ui: new UUID(),
+    stmtId: 0,
+    ts: new Timestamp({ t: 1_796_138_201, i: 42 }),
+    t: Long.fromNumber(1),
+    v: Long.fromNumber(2),
+    wall: new Date('2026-12-02T00:00:00.123Z'),
+    prevOpTime: { ts: new Timestamp({ t: 0, i: 0 }), t: Long.fromNumber(-1) },
+  });
+}
+
+const ejson = (value: unknown) => BSON.EJSON.stringify({ value }, { relaxed: false });
+
+test('an insert entry: position, namespace, wall time and document as a whole decode gives them, the document left as its bytes', () => {
+  const document = new Map<string, unknown>([['_id', new Int32(5)], ['name', 'é'], ['7', new Double(1)]]);
+  const buf = logged({ op: 'i', ns: 'db.cöll', o: document, o2: { _id: new Int32(5) } });
+  const whole = BSON.deserialize(buf, ENTRY_DECODE);
+  const entry = decodeEntryBytes(buf);
+  for (const field of ['ts', 'op', 'ns', 'wall']) assert.equal(ejson((entry as Document)[field]), ejson(whole[field]), field);
+  assert.equal(entry.fromMigrate, undefined);
+  // The bytes are the document's own, field order included (a decoded object would list "7" first).
+  assert.deepEqual(Buffer.from(entry.raw!.bytes), Buffer.from(BSON.serialize(document)));
+  assert.equal(ejson(entry.o), ejson(whole.o));
+  assert.equal(entry.o, entry.o, 'decoded once');
+  assert.throws(() => {
+    (entry as { o: Document }).o = {};
+  }, TypeError);
+});
+
+test('update and delete entries carry what the decoder reads, and nothing of the session', () => {
+  for (const fields of [
+    { op: 'u', ns: 'db.c', o: { $v: 2, diff: { u: { a: new Int32(1) } } }, o2: { _id: new ObjectId() } },
+    { op: 'd', ns: 'db.c', o: { _id: 'x' }, fromMigrate: true },
+  ]) {
+    const buf = logged(fields);
+    const whole = BSON.deserialize(buf, ENTRY_DECODE);
+    const entry = decodeEntryBytes(buf) as Document;
+    assert.deepEqual(Object.keys(entry).sort(), Object.keys(whole).filter((k) => ['ts', 'op', 'ns', 'o', 'o2', 'ui', 'wall', 'fromMigrate'].includes(k)).sort());
+    for (const key of Object.keys(entry)) assert.equal(ejson(entry[key]), ejson(whole[key]), `${fields.op}: ${key}`);
+    assert.equal(entry.raw, undefined);
+  }
+});
+
+test('commands, transactions and no-ops are decoded whole', () => {
+  for (const fields of [
+    { op: 'c', ns: 'db.$cmd', o: { applyOps: [{ op: 'i', ns: 'db.c', o: { _id: 1 } }] } },
+    { op: 'n', ns: '', o: { msg: 'periodic noop' } },
+  ]) {
+    const buf = logged(fields);
+    assert.equal(ejson(decodeEntryBytes(buf)), ejson(BSON.deserialize(buf, ENTRY_DECODE)));
+  }
+});
+
+test('a change decoded from an insert entry keeps its bytes, undecoded until read', () => {
+  const buf = logged({ op: 'i', ns: 'db.c', o: { _id: 1, a: 'x' } });
+  const [change] = new OplogDecoder(new Timestamp({ t: 0, i: 0 })).decode([decodeEntryBytes(buf)]).changes;
+  assert.ok(change?.raw, 'the change holds the bytes');
+  assert.equal(ejson(change.o), ejson({ _id: new Int32(1), a: 'x' }));
+});
+
+test('taggedBytes: the document without its own __mmm, then the tag, as the decoded path writes it', () => {
+  const cases: Document[] = [
+    { _id: new ObjectId(), a: new Int32(1), b: { c: [new Long(2), 'd'] } },
+    { a: 1, __mmm: 'old:1:1', _id: 'x', z: null },
+    { _id: new Double(2.5), __mmm: { nested: true } },
+    { _id: { k: 1 }, __proto__x: 1 },
+  ];
+  for (const doc of cases) {
+    const bytes = BSON.serialize(doc);
+    const out = taggedBytes(bytes, 'origin:1796138201:3');
+    const decoded = translateUpdate(BSON.deserialize(bytes, ENTRY_DECODE), 'origin:1796138201:3');
+    assert.equal(decoded.kind, 'replacement');
+    assert.deepEqual(out.bytes, Buffer.from(BSON.serialize((decoded as { document: Document }).document)), ejson(doc));
+    assert.equal(ejson(out.id), ejson(BSON.deserialize(bytes, ENTRY_DECODE)._id));
+    assert.equal(out.dollarName, false);
+  }
+  // Whole-number names stay where they are in the bytes (a decoded object lists them first).
+  const ordered = new Map<string, unknown>([['_id', 1], ['a', 2], ['0', 3]]);
+  assert.deepEqual(taggedBytes(BSON.serialize(ordered), 't').bytes, Buffer.from(BSON.serialize(new Map([...ordered, ['__mmm', 't']]))));
+});
+
+test('an insert with a top-level $ name is left to the pipeline; the others carry their bytes', () => {
+  assert.equal(translateInsert(BSON.serialize({ _id: 1, $x: 2 }), 't'), undefined);
+  const plain = translateInsert(BSON.serialize({ _id: 1, x: 2 }), 't');
+  assert.equal(plain?.spec.kind, 'replacement');
+  assert.equal(ejson(plain?.spec.kind === 'replacement' && plain.spec.document), ejson({ _id: new Int32(1), x: new Int32(2), __mmm: 't' }));
+});
+
+test('this driver lets inserts go out as bytes (an upgrade that removes it sends them decoded: this says so)', () => {
+  assert.equal(insertsAsBytes, true);
+});
