@@ -60,7 +60,10 @@ export function decodeEntryBytes(buf: Uint8Array): OplogEntry {
   forEachElement(bytes, (elementType, elementStart, nameEnd, elementValue, elementEnd) => {
     const field = crudField(bytes, elementStart + 1, nameEnd);
     if (field < 0) return;
-    spans.set([elementType, elementStart, elementValue, elementEnd], 4 * field);
+    spans[4 * field] = elementType;
+    spans[4 * field + 1] = elementStart;
+    spans[4 * field + 2] = elementValue;
+    spans[4 * field + 3] = elementEnd;
     kept += elementEnd - elementStart;
   });
   // `op` is a string of one character: its length (2, with the 0), then the character.
