@@ -105,6 +105,23 @@ test('an insert with a top-level $ name is left to the pipeline; the others carr
   assert.equal(ejson(plain?.spec.kind === 'replacement' && plain.spec.document), ejson({ _id: new Int32(1), x: new Int32(2), __mmm: 't' }));
 });
 
+test("an _id its decoded value would not find is left to the decoded path: a sub-document with a whole-number name after another, a string that is not UTF-8", () => {
+  // {_id: {b: 1, "1": 2}}: decoded, "1" comes first, and a filter on it would miss these bytes.
+  const reordered = BSON.serialize(new Map<string, unknown>([['_id', new Map<string, unknown>([['b', 1], ['1', 2]])], ['x', 1]]));
+  assert.equal(taggedBytes(reordered, 't').exactId, false);
+  assert.equal(translateInsert(reordered, 't'), undefined);
+  const inOrder = BSON.serialize({ _id: { a: 1, b: [1, 2] }, x: 1 });
+  assert.equal(taggedBytes(inOrder, 't').exactId, true);
+  // {_id: "\xff"}: one byte that is no UTF-8 (the server stores what it is sent).
+  const invalid = Buffer.from(BSON.serialize({ _id: 'a', x: 1 }));
+  invalid[invalid.indexOf(0x61)] = 0xff;
+  assert.equal(taggedBytes(invalid, 't').exactId, false);
+  assert.equal(translateInsert(invalid, 't'), undefined);
+  for (const id of [new Int32(1), new Double(2.5), Long.fromNumber(3), 'text', new ObjectId(), new Date(0), null, new Binary(Buffer.from([1]), 0), new UUID()]) {
+    assert.equal(taggedBytes(BSON.serialize({ _id: id }), 't').exactId, true, ejson(id));
+  }
+});
+
 test('this driver lets inserts go out as bytes (an upgrade that removes it sends them decoded: this says so)', () => {
   assert.equal(insertsAsBytes, true);
 });

@@ -86,11 +86,13 @@ function tagged(document: Document, tag: string): Document {
 /**
  * The document of an insert logged as bytes (`raw`), tagged as translateUpdate tags a decoded
  * one, without decoding it: a replacement carrying its BSON, and its `_id`. Undefined for a
- * document with a top-level `$` name, which only translateUpdate's pipeline can write.
+ * document with a top-level `$` name, which only translateUpdate's pipeline can write, and for
+ * one whose `_id` would not be found by its decoded value (taggedBytes, `exactId`), which is
+ * written decoded, as the filters of its later writes are.
  */
 export function translateInsert(raw: Uint8Array, tag: string): { id: unknown; spec: UpdateSpec } | undefined {
-  const { bytes, id, dollarName } = taggedBytes(raw, tag);
-  if (dollarName) return undefined;
+  const { bytes, id, exactId, dollarName } = taggedBytes(raw, tag);
+  if (dollarName || !exactId) return undefined;
   const document = new RawDocument(bytes, ENTRY_DECODE);
   const spec: UpdateSpec = {
     kind: 'replacement',

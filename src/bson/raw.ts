@@ -189,23 +189,46 @@ export function withoutElement(bytes: Uint8Array, span: ElementSpan | undefined)
 export interface TaggedBytes {
   bytes: Buffer;
   id: unknown;
+  /**
+   * The decoded `_id` is encoded back as the very bytes the document holds, so that a filter on
+   * it (a later update or delete, an upsert on a replay) finds this document. Not so for a
+   * sub-document with a name that is a whole number after another (a decoded object lists it
+   * first, and the server compares sub-documents field by field, in order), nor for a string
+   * that is not valid UTF-8: such a document is decoded instead, as its filters are.
+   */
+  exactId: boolean;
   dollarName: boolean;
 }
 
 /**
  * `bytes` with its top-level `__mmm` left out and `__mmm: tag` (a string) appended, the rest
- * byte for byte, field order included: what ../apply/update.ts's `tagged` makes of the decoded
- * document, without decoding it. One walk over the top level finds the `_id` (decoded, for
- * routing) and any name starting with `$` (which a replacement may not hold).
+ * byte for byte, field order included: the document `tagged` (../apply/update.ts) makes of the
+ * decoded one, without decoding it, and without what decoding changes in values JavaScript does
+ * not hold as they are (BSON undefined written back as null, a DBPointer as a DBRef document,
+ * regular expression options sorted, duplicate names collapsed). One walk over the top level
+ * finds the `_id` (decoded, for routing and filters) and any name starting with `$` (which a
+ * replacement may not hold).
  */
 export function taggedBytes(bytes: Uint8Array, tag: string): TaggedBytes {
   let id: unknown;
+  let idFound = false;
+  let exactId = false;
   let skip: ElementSpan | undefined;
   let dollarName = false;
   forEachElement(bytes, (type, start, nameEnd, valueStart, end) => {
     if (bytes[start + 1] === 0x24) dollarName = true;
-    else if (id === undefined && nameIs(bytes, start + 1, nameEnd, ID_NAME)) id = decodeValue(bytes, { type, start, valueStart, end });
-    else if (skip === undefined && nameIs(bytes, start + 1, nameEnd, TAG_NAME)) skip = { type, start, valueStart, end };
+    else if (!idFound && nameIs(bytes, start + 1, nameEnd, ID_NAME)) {
+      idFound = true;
+      // Decoded, then encoded again to see that it gives the same bytes. EXACT_DECODE checks
+      // UTF-8: a string that is not valid throws, and the caller decodes the document instead.
+      const own = documentOf(bytes, { type, start, valueStart, end });
+      try {
+        id = BSON.deserialize(own, EXACT_DECODE)._id;
+        exactId = Buffer.compare(BSON.serialize({ _id: id }), own) === 0;
+      } catch {
+        exactId = false;
+      }
+    } else if (skip === undefined && nameIs(bytes, start + 1, nameEnd, TAG_NAME)) skip = { type, start, valueStart, end };
   });
   const value = Buffer.from(tag, 'utf8');
   const kept = bytes.length - 1 - (skip ? skip.end - skip.start : 0);
@@ -229,7 +252,7 @@ export function taggedBytes(bytes: Uint8Array, tag: string): TaggedBytes {
   out[at++] = 0;
   out[at++] = 0;
   out.writeInt32LE(out.length, 0);
-  return { bytes: out, id, dollarName };
+  return { bytes: out, id, exactId, dollarName };
 }
 
 /** A document of the one element `bytes[span]`: for decoding one value on its own. */
