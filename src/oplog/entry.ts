@@ -8,8 +8,8 @@ import type { RawDocument } from '../bson/lazy-document.ts';
 /**
  * How entries are decoded: numeric BSON types kept as they are, so a double is written back as
  * a double; regular expressions as BSON has them (a JavaScript RegExp would lose the `s` and `x`
- * options and gain `g`); and no UTF-8 check (the server only stores valid UTF-8; checking it
- * again costs a good part of decoding).
+ * options and gain `g`); and no UTF-8 check, which costs a good part of decoding (a string that
+ * is not valid UTF-8 decodes with U+FFFD in place of what is not).
  */
 export const ENTRY_DECODE: BSON.DeserializeOptions = { promoteValues: false, bsonRegExp: true, validation: { utf8: false } };
 
