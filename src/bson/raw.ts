@@ -220,14 +220,13 @@ export function taggedBytes(bytes: Uint8Array, tag: string): TaggedBytes {
     else if (!idFound && nameIs(bytes, start + 1, nameEnd, ID_NAME)) {
       idFound = true;
       // Decoded, then encoded again to see that it gives the same bytes. EXACT_DECODE checks
-      // UTF-8: a string that is not valid throws, and the caller decodes the document instead.
+      // UTF-8: a string that is not valid throws, exactId stays false, and the caller decodes
+      // the document instead.
       const own = documentOf(bytes, { type, start, valueStart, end });
       try {
         id = BSON.deserialize(own, EXACT_DECODE)._id;
         exactId = Buffer.compare(BSON.serialize({ _id: id }), own) === 0;
-      } catch {
-        exactId = false;
-      }
+      } catch {}
     } else if (skip === undefined && nameIs(bytes, start + 1, nameEnd, TAG_NAME)) skip = { type, start, valueStart, end };
   });
   const value = Buffer.from(tag, 'utf8');
