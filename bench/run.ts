@@ -19,7 +19,7 @@
 //   8. catch-up per workload (`catchup`): sections 5 and 6 for each workload, --ops operations,
 //      and the ratio mmm / secondary;
 //   9. latency (`latency`): section 2 again with mmm reaching B through a proxy that delays
-//      each way by --latency-ms (./delay-proxy.ts), and the ratio to section 2.
+//      each way by --latency-ms (../scripts/delay-proxy.ts), and the ratio to section 2.
 // --unrelated N: the backlog (5) is followed by N inserts into a collection mmm does not
 // replicate, which mmm must read past.
 //   7. verify:   `mmm verify` of an equal link of --verify-docs documents of 1 KB (./verify.ts).
@@ -44,7 +44,7 @@ import { MongoClient, type Collection, type Document, type Timestamp, type Write
 import { v4 as uuidv4 } from 'uuid';
 import { ReplicationConfigStore } from '../src/config/store.ts';
 import { startReplicaSet, startReplicaSets, type ReplicaSet } from '../scripts/replica-sets.ts';
-import { DelayProxy } from './delay-proxy.ts';
+import { DelayProxy } from '../scripts/delay-proxy.ts';
 import { cpuSecondsOf, MmmProcess } from './mmm-process.ts';
 import { copyBench, formatCopyBench } from './copy.ts';
 import { verifyTiming } from './verify.ts';
@@ -561,9 +561,13 @@ async function main(): Promise<void> {
           log(`run ${run} ${w}: mmm ${fmt(row.mmm)} ops/s (${fmt(t.elapsed, 1)} s, the source writes took ${fmt(t.writeSeconds, 1)} s; mmm used ${fmt(row.mmmCpuShare * 100)}% of a core (${fmt(t.mmmCpu, 1)} s), both mongods ${fmt(row.mongodCpuShare * 100)}%, the destination's ${fmt(row.destinationCpuSeconds, 1)} s)`);
         }
         if (settings.sections.has('latency')) {
+          s.delayed!.proxy.lateness();
           const t = await throughput(s, p, seed, s.delayed!.config);
           row.mmmDelayed = t.opsPerSec;
-          log(`run ${run} ${w}: mmm with ${settings.latencyMs} ms each way to the destination ${fmt(row.mmmDelayed)} ops/s (${fmt(t.elapsed, 1)} s)`);
+          // The proxy shares this process with the load generator: its timers run late when it is busy.
+          const late = s.delayed!.proxy.lateness();
+          row.proxyLateMs = { p50: late.p50, p99: late.p99 };
+          log(`run ${run} ${w}: mmm with ${settings.latencyMs} ms each way to the destination ${fmt(row.mmmDelayed)} ops/s (${fmt(t.elapsed, 1)} s; the proxy's chunks went out ${fmt(late.p50, 1)} ms late at the median, ${fmt(late.p99, 1)} ms at p99)`);
         }
         if (settings.sections.has('conflicts')) {
           // The orders in turn over runs, so that none always runs on a warmer server.

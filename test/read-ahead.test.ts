@@ -87,3 +87,16 @@ test('a reader waiting for room is released by close, and the failure reaches th
   closing.close();
   assert.equal(await blocked.pushed, false, 'the applier is gone: the reader stops');
 });
+
+test('resize: a reader waiting for room is let in by larger bounds, and `full` tells it waits', async () => {
+  const queue = new ReadAheadQueue<Item>({ entries: 10, bytes: MB });
+  await queue.push({ weight: 8, bytes: 100, n: 1 });
+  assert.equal(queue.full, false);
+  const second = await pushState(queue, { weight: 8, bytes: 100, n: 2 });
+  assert.equal(second.done(), false);
+  assert.equal(queue.full, true, 'the reader waits for room');
+  queue.resize({ entries: 20, bytes: MB });
+  assert.equal(await second.pushed, true);
+  assert.equal(queue.full, false);
+  assert.deepEqual((await queue.take(() => true)).map((i) => i.n), [1, 2]);
+});

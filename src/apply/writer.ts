@@ -133,6 +133,8 @@ export interface ApplyOptions {
   listDeletes?: boolean;
   /** Shows the destination the source's time with each transaction (./carried-clock.ts): when conflicts are resolved anywhere. */
   clock?: CarriedClock;
+  /** Told each marker's time in ms, about one round trip to the destination (../replicate/batch-bounds.ts). */
+  roundTrip?: (ms: number) => void;
 }
 
 export const APPLY_DEFAULTS = {
@@ -364,7 +366,9 @@ async function statements(
     const first = writes[start]!;
     if (first.origin !== origin) {
       origin = first.origin;
+      const sent = performance.now();
       await writeMarker(client, session, { origin, source: options.sourceId, lane, run: RUN_ID }, maxTimeMS, options.listDeletes ? deletesOfRun(writes, start) : undefined);
+      options.roundTrip?.(performance.now() - sent);
     }
     let end = start + 1;
     if (!oneByOne && !isRebuild(first)) {

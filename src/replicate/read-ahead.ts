@@ -27,7 +27,18 @@ export class ReadAheadQueue<T extends QueueItem> {
   private wakeConsumer: (() => void) | undefined;
   private wakeProducer: (() => void) | undefined;
 
-  constructor(private readonly capacity: ReadAheadCapacity) {}
+  constructor(private capacity: ReadAheadCapacity) {}
+
+  /** New bounds, from the next push on; a reader waiting for room tries again. */
+  resize(capacity: ReadAheadCapacity): void {
+    this.capacity = capacity;
+    this.wake('producer');
+  }
+
+  /** Whether the reader is waiting for room: the bounds, not the reading, are what holds it up. */
+  get full(): boolean {
+    return this.wakeProducer !== undefined;
+  }
 
   /**
    * Adds an item; waits while it would take the queue over either bound. An empty queue admits

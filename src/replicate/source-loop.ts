@@ -8,7 +8,7 @@
 
 import type { MongoClient, Timestamp } from 'mongodb';
 import { MongoServerError } from 'mongodb';
-import { applyInParallel } from '../apply/parallel.ts';
+import { applyInParallel, type ParallelApplyOptions } from '../apply/parallel.ts';
 import { CarriedClock } from '../apply/carried-clock.ts';
 import { emptyStats, planWrite, prepareDestination, type ApplyOptions, type ApplyStats, type DestinationWrite } from '../apply/writer.ts';
 import { RefusedWrites } from '../apply/refused.ts';
@@ -24,6 +24,7 @@ import { OplogTailerSkipping } from '../oplog/skip-namespace.ts';
 import { OplogTailer } from '../oplog/tailer.ts';
 import type { ServerSpec } from '../topology.ts';
 import { linkWarnings, type LinkWarning } from './commands.ts';
+import { BatchBounds, type Bounds } from './batch-bounds.ts';
 import { ReadAheadQueue } from './read-ahead.ts';
 import { Router, type RoutedChange } from './route.ts';
 import { keepPreImages, preImageId, readPreImages } from '../conflict/preimages.ts';
@@ -237,13 +238,16 @@ export class SourceLoop {
    * takes whatever has been read (up to `applyBatchWrites` writes), applies it in parallel
    * partitions, and only then records the checkpoint: the position after the last entry taken,
    * all of whose writes are acknowledged (recorded while the next batch is applied). A full
-   * queue stops the reader (backpressure).
+   * queue stops the reader (backpressure). Over a long link both bounds grow (./batch-bounds.ts).
    */
   private async *follow(position: Timestamp, signal: AbortSignal, checkpointed: (p: Timestamp) => void): AsyncGenerator<void> {
     const { store, source, destinationClient, settings } = this.options;
     const oldest = await this.tailer.oldest();
     if (oldest.greaterThan(position)) throw this.rolledOver(position, oldest);
-    const queue = new ReadAheadQueue<ReadBatch>({ entries: settings.readAheadEntries, bytes: settings.readAheadBytes });
+    const bounds = new BatchBounds(settings);
+    const capacity = (b: Bounds) => ({ entries: b.readAheadEntries, bytes: b.readAheadBytes });
+    const queue = new ReadAheadQueue<ReadBatch>(capacity(bounds.current));
+    const applyOptions: ParallelApplyOptions = { ...this.applyOptions, partitions: settings.applyPartitions, roundTrip: (ms) => bounds.roundTrip(ms) };
     const reading = new AbortController();
     const stopReading = () => reading.abort();
     signal.addEventListener('abort', stopReading, { once: true });
@@ -253,10 +257,16 @@ export class SourceLoop {
       while (!signal.aborted) {
         let writes = -1;
         let bytes = 0;
+        const { applyBatchWrites, applyBatchBytes } = bounds.current;
+        // Cut short by the bounds: the reader waits for room, or more was read than they let through.
+        let cut = queue.full;
         const taken = await queue.take((so, next) => {
           if (writes < 0) [writes, bytes] = [so[0]!.writes.length, so[0]!.bytes];
-          if (so[0]!.idle || next.idle || writes + next.writes.length > settings.applyBatchWrites) return false;
-          if (bytes + next.bytes > settings.applyBatchBytes) return false;
+          if (so[0]!.idle || next.idle) return false;
+          if (writes + next.writes.length > applyBatchWrites || bytes + next.bytes > applyBatchBytes) {
+            cut = true;
+            return false;
+          }
           writes += next.writes.length;
           bytes += next.bytes;
           return true;
@@ -275,9 +285,13 @@ export class SourceLoop {
           continue;
         }
         const planned = taken.length === 1 ? last.writes : taken.flatMap((b) => b.writes);
-        const stats = planned.length > 0
-          ? await applyInParallel(destinationClient, planned, { ...this.applyOptions, partitions: settings.applyPartitions })
-          : emptyStats();
+        const started = performance.now();
+        const stats = planned.length > 0 ? await applyInParallel(destinationClient, planned, applyOptions) : emptyStats();
+        if (planned.length > 0 && bounds.applied(performance.now() - started, cut)) {
+          queue.resize(capacity(bounds.current));
+          const { applyBatchWrites: writes, applyBatchBytes: bytes } = bounds.current;
+          this.log.info({ roundTripMs: Math.round(bounds.roundTripMs!), writes, bytes }, 'batch bounds changed for the round trip to the destination');
+        }
         // Every write up to `last.safe` is acknowledged: record it. The write goes on while the
         // next batch is applied (one round trip less per batch); checkpoints stay in order, as
         // the next one waits for this one.

@@ -1,0 +1,86 @@
+// How much a loop applies (and reads ahead) at a time, grown over a long link to the destination.
+//
+// Each batch is one transaction per partition, and each transaction waits for at least three
+// round trips to the destination whatever its size: its marker, its writes, its commit
+// (../apply/writer.ts). On this machine's loopback they are a fraction of a millisecond; with
+// 25 ms each way they are 150 ms, against about 200 ms of work for a batch of 4,000 inserts, so
+// a third of the time went to waiting. A batch large enough to make them a small part hides
+// them, at the cost of holding more: so the bounds grow only as far as the measured round trip
+// asks, and no more than MOST_FACTOR times.
+//
+// The round trip is a marker's time (a one-document upsert: the server's part is negligible),
+// the fastest of the last few, since a busy event loop sees a reply late. The work of a batch is
+// its apply time less those round trips, measured on batches that the bounds cut short (a
+// backlog): a batch smaller than the bounds says the source is the limit, and changes nothing.
+
+/** The bounds that follow() and the read-ahead queue use (../replicate/settings.ts). */
+export interface Bounds {
+  applyBatchWrites: number;
+  applyBatchBytes: number;
+  readAheadEntries: number;
+  readAheadBytes: number;
+}
+
+/** Round trips a transaction waits for at least: its marker, its writes, its commit. */
+const ROUND_TRIPS = 3;
+/** Work wanted per unit of waiting: then the round trips are at most a fifth of a batch. */
+const WORK_PER_WAIT = 4;
+/** Grown back down only past twice that, so that a factor does not swing from batch to batch. */
+const SHRINK_AT = 2 * WORK_PER_WAIT;
+/** How far the bounds grow: 16,000 writes and 32 MB applied at a time, with the defaults. */
+export const MOST_FACTOR = 4;
+/** How many markers' times the round trip is the fastest of. */
+const ROUND_TRIP_SAMPLES = 32;
+
+export class BatchBounds {
+  private factor = 1;
+  private readonly trips: number[] = [];
+
+  constructor(
+    private readonly base: Bounds,
+    private readonly most = MOST_FACTOR,
+  ) {}
+
+  /** The bounds now: the base ones times a factor from 1 to the most. */
+  get current(): Bounds {
+    const f = this.factor;
+    const { applyBatchWrites, applyBatchBytes, readAheadEntries, readAheadBytes } = this.base;
+    return {
+      applyBatchWrites: Math.round(applyBatchWrites * f),
+      applyBatchBytes: Math.round(applyBatchBytes * f),
+      readAheadEntries: Math.round(readAheadEntries * f),
+      readAheadBytes: Math.round(readAheadBytes * f),
+    };
+  }
+
+  /** The round trip to the destination, in ms, as the markers tell it; undefined before the first. */
+  get roundTripMs(): number | undefined {
+    return this.trips.length === 0 ? undefined : Math.min(...this.trips);
+  }
+
+  /** A marker's time, in ms: about one round trip to the destination. */
+  roundTrip(ms: number): void {
+    this.trips.push(ms);
+    if (this.trips.length > ROUND_TRIP_SAMPLES) this.trips.shift();
+  }
+
+  /**
+   * A batch applied in `ms`; `cut`: the bounds, not the read-ahead running dry, ended it. Returns
+   * whether the bounds changed.
+   */
+  applied(ms: number, cut: boolean): boolean {
+    const trip = this.roundTripMs;
+    if (!cut || trip === undefined) return false;
+    const wait = ROUND_TRIPS * trip;
+    // At least a tenth of the batch's time counts as work: the round trip seen may be late.
+    const work = Math.max(ms - wait, ms / 10);
+    const ratio = work / wait;
+    let wanted = this.factor;
+    if (ratio < WORK_PER_WAIT || ratio > SHRINK_AT) wanted = (this.factor * WORK_PER_WAIT) / ratio;
+    wanted = Math.min(this.most, Math.max(1, wanted));
+    // Steps under a tenth are noise.
+    if (Math.abs(wanted - this.factor) < 0.1 * this.factor) return false;
+    this.factor = wanted;
+    return true;
+  }
+}

@@ -1,0 +1,70 @@
+// Batch bounds that grow over a long link to the destination (src/replicate/batch-bounds.ts):
+// pure arithmetic on the times a loop measures, so these feed it times rather than wait them.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { BatchBounds, MOST_FACTOR, type Bounds } from '../src/replicate/batch-bounds.ts';
+
+const MB = 1024 * 1024;
+const BASE: Bounds = { applyBatchWrites: 4_000, applyBatchBytes: 8 * MB, readAheadEntries: 4_000, readAheadBytes: 8 * MB };
+
+/** Bounds with `trip` ms markers, then one cut batch of `ms`. */
+function after(trips: number[], ms: number, cut = true): { bounds: BatchBounds; changed: boolean } {
+  const bounds = new BatchBounds(BASE);
+  for (const t of trips) bounds.roundTrip(t);
+  return { bounds, changed: bounds.applied(ms, cut) };
+}
+
+test('a near destination keeps the base bounds', () => {
+  const { bounds, changed } = after([0.4, 0.3, 0.9], 200);
+  assert.equal(changed, false);
+  assert.deepEqual(bounds.current, BASE);
+});
+
+test('a long round trip grows every bound by the factor that makes waiting a fifth of a batch', () => {
+  // 50 ms round trips: 150 ms of waiting in a batch of 350 ms, 200 ms of work. Four times the
+  // waiting is 600 ms of work: three times the batch.
+  const { bounds, changed } = after([50, 52, 61], 350);
+  assert.equal(changed, true);
+  assert.deepEqual(bounds.current, { applyBatchWrites: 12_000, applyBatchBytes: 24 * MB, readAheadEntries: 12_000, readAheadBytes: 24 * MB });
+  assert.equal(bounds.roundTripMs, 50);
+});
+
+test('the round trip is the fastest marker seen lately: a late reply does not grow the batches', () => {
+  const bounds = new BatchBounds(BASE);
+  for (let k = 0; k < 31; k++) bounds.roundTrip(80);
+  bounds.roundTrip(0.5);
+  assert.equal(bounds.applied(200, true), false);
+  // 32 later markers push the fast one out.
+  for (let k = 0; k < 32; k++) bounds.roundTrip(80);
+  assert.equal(bounds.roundTripMs, 80);
+  assert.equal(bounds.applied(300, true), true);
+});
+
+test(`the bounds grow at most ${MOST_FACTOR} times`, () => {
+  const { bounds } = after([500], 1_600);
+  assert.equal(bounds.current.applyBatchWrites, MOST_FACTOR * BASE.applyBatchWrites);
+  assert.equal(bounds.current.readAheadBytes, MOST_FACTOR * BASE.readAheadBytes);
+});
+
+test('a batch the bounds did not cut short (the source is the limit) changes nothing', () => {
+  const { bounds, changed } = after([50], 350, false);
+  assert.equal(changed, false);
+  assert.deepEqual(bounds.current, BASE);
+});
+
+test('no marker seen yet, nothing is known of the round trip', () => {
+  const bounds = new BatchBounds(BASE);
+  assert.equal(bounds.roundTripMs, undefined);
+  assert.equal(bounds.applied(10_000, true), false);
+});
+
+test('they shrink back once the work is over twice what is wanted, and stay between', () => {
+  const { bounds } = after([50], 350);
+  assert.equal(bounds.current.applyBatchWrites, 12_000);
+  // Work of 1,050 ms against 150 ms of waiting: 7 times, within what is wanted (4 to 8).
+  assert.equal(bounds.applied(1_200, true), false);
+  // The link got shorter: 5 ms round trips.
+  for (let k = 0; k < 32; k++) bounds.roundTrip(5);
+  assert.equal(bounds.applied(1_000, true), true);
+  assert.deepEqual(bounds.current, BASE);
+});
