@@ -2,7 +2,7 @@
 // pure arithmetic on the times a loop measures, so these feed it times rather than wait them.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { BatchBounds, MOST_FACTOR, type Bounds } from '../src/replicate/batch-bounds.ts';
+import { BatchBounds, MOST_BYTES_FACTOR, MOST_FACTOR, type Bounds } from '../src/replicate/batch-bounds.ts';
 
 const MB = 1024 * 1024;
 const BASE: Bounds = { applyBatchWrites: 4_000, applyBatchBytes: 8 * MB, readAheadEntries: 4_000, readAheadBytes: 8 * MB };
@@ -21,12 +21,15 @@ test('a near destination keeps the base bounds', () => {
 });
 
 test('a long round trip grows every bound by the factor that makes waiting a fifth of a batch', () => {
-  // 50 ms round trips: 150 ms of waiting in a batch of 350 ms, 200 ms of work. Four times the
-  // waiting is 600 ms of work: three times the batch.
-  const { bounds, changed } = after([50, 52, 61], 350);
+  // 100 ms round trips: 300 ms of waiting in a batch of 500 ms, 200 ms of work. Four times the
+  // waiting is 1,200 ms of work: six times the batch, more than the most.
+  let { bounds, changed } = after([100, 104, 122], 500);
   assert.equal(changed, true);
-  assert.deepEqual(bounds.current, { applyBatchWrites: 12_000, applyBatchBytes: 24 * MB, readAheadEntries: 12_000, readAheadBytes: 24 * MB });
-  assert.equal(bounds.roundTripMs, 50);
+  assert.equal(bounds.roundTripMs, 100);
+  // 15 ms: 45 ms of waiting, 135 ms of work: 180 ms wanted, 1.33 times.
+  ({ bounds, changed } = after([15, 17], 180));
+  assert.equal(changed, true);
+  assert.deepEqual(bounds.current, { applyBatchWrites: 5_333, applyBatchBytes: Math.round(8 * MB * (4 / 3)), readAheadEntries: 5_333, readAheadBytes: Math.round(8 * MB * (4 / 3)) });
 });
 
 test('the round trip is the fastest marker seen lately: a late reply does not grow the batches', () => {
@@ -40,10 +43,14 @@ test('the round trip is the fastest marker seen lately: a late reply does not gr
   assert.equal(bounds.applied(300, true), true);
 });
 
-test(`the bounds grow at most ${MOST_FACTOR} times`, () => {
+test(`the counts grow at most ${MOST_FACTOR} times, the bytes ${MOST_BYTES_FACTOR} times`, () => {
   const { bounds } = after([500], 1_600);
-  assert.equal(bounds.current.applyBatchWrites, MOST_FACTOR * BASE.applyBatchWrites);
-  assert.equal(bounds.current.readAheadBytes, MOST_FACTOR * BASE.readAheadBytes);
+  assert.deepEqual(bounds.current, {
+    applyBatchWrites: MOST_FACTOR * BASE.applyBatchWrites,
+    applyBatchBytes: MOST_BYTES_FACTOR * BASE.applyBatchBytes,
+    readAheadEntries: MOST_FACTOR * BASE.readAheadEntries,
+    readAheadBytes: MOST_BYTES_FACTOR * BASE.readAheadBytes,
+  });
 });
 
 test('a batch the bounds did not cut short (the source is the limit) changes nothing', () => {
@@ -60,6 +67,7 @@ test('no marker seen yet, nothing is known of the round trip', () => {
 
 test('they shrink back once the work is over twice what is wanted, and stay between', () => {
   const { bounds } = after([50], 350);
+  // 150 ms of waiting, 200 ms of work: three times the batch.
   assert.equal(bounds.current.applyBatchWrites, 12_000);
   // Work of 1,050 ms against 150 ms of waiting: 7 times, within what is wanted (4 to 8).
   assert.equal(bounds.applied(1_200, true), false);

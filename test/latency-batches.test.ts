@@ -78,7 +78,7 @@ test(`${DELAY_MS} ms each way to the destination: batches grow past the base bou
   const grown = changes[0]!;
   assert.ok(grown.roundTripMs >= 2 * DELAY_MS, `a round trip of ${grown.roundTripMs} ms, at least the proxy's ${2 * DELAY_MS}`);
   assert.ok(grown.writes > 4_000 && grown.writes <= 16_000, `${grown.writes} writes a batch`);
-  assert.ok(grown.bytes > 8 * 1024 * 1024 && grown.bytes <= 32 * 1024 * 1024, `${grown.bytes} bytes a batch`);
+  assert.ok(grown.bytes > 8 * 1024 * 1024 && grown.bytes <= 16 * 1024 * 1024, `${grown.bytes} bytes a batch`);
 });
 
 test('near the destination the base bounds stay', async () => {
