@@ -112,7 +112,8 @@ export function topLevelElements(bytes: Uint8Array): Array<ElementSpan & { name:
   return spans;
 }
 
-function nameIs(bytes: Uint8Array, nameStart: number, nameEnd: number, name: Uint8Array): boolean {
+/** Whether the element name at `[nameStart, nameEnd)` (forEachElement's `start + 1` and `nameEnd`) is `name`'s bytes. */
+export function nameIs(bytes: Uint8Array, nameStart: number, nameEnd: number, name: Uint8Array): boolean {
   if (nameEnd - nameStart !== name.length) return false;
   for (let k = 0; k < name.length; k++) if (bytes[nameStart + k] !== name[k]) return false;
   return true;

@@ -7,7 +7,7 @@
 
 import { Long, Timestamp, type Binary, type Document, type MongoClient } from 'mongodb';
 import { MAX_TIME_MS_EXPIRED, NAMESPACE_EXISTS, serverErrorCode } from '../apply/transient.ts';
-import { topLevelElements } from '../bson/raw.ts';
+import { decodeValue, forEachElement, keyElements, nameIs, type ElementSpan } from '../bson/raw.ts';
 import type { PreImageKey } from '../oplog/entry.ts';
 import { TAG_FIELD } from '../replicate/tag.ts';
 
@@ -56,14 +56,9 @@ export async function readPreImages(client: MongoClient, keys: readonly PreImage
     const cursor = images.find({ _id: { $gte: from, $lte: to } } as Document, { raw: true, batchSize: 10_000, hint: { _id: 1 } });
     for await (const raw of cursor) {
       const bytes = raw as unknown as Buffer;
-      let id: string | undefined;
-      let image: Buffer | undefined;
-      for (const element of topLevelElements(bytes)) {
-        if (element.name === '_id') id = storedId(bytes.subarray(element.valueStart, element.end));
-        // A copy: the reply the cursor read it from is let go at once, not kept for the batch.
-        else if (element.name === 'preImage') image = Buffer.from(bytes.subarray(element.valueStart, element.end));
-      }
-      if (id !== undefined && image !== undefined) found.set(id, image);
+      const { id, image } = imageSpans(bytes);
+      // A copy: the reply the cursor read it from is let go at once, not kept for the batch.
+      if (id && image) found.set(storedId(bytes.subarray(id.valueStart, id.end)), Buffer.from(bytes.subarray(image.valueStart, image.end)));
     }
   }
   return found;
@@ -115,11 +110,11 @@ export async function writtenIn(client: MongoClient, nsUUID: Binary, range: PreI
         projection: IMAGE_FIELDS,
         sort: { _id: 1 },
         hint: { _id: 1 },
-        promoteValues: false,
+        raw: true,
         maxTimeMS,
       })
       .toArray();
-    return found.map(earlierState);
+    return (found as unknown as Uint8Array[]).map(earlierState);
   } catch (err) {
     if (serverErrorCode(err) === MAX_TIME_MS_EXPIRED) return undefined;
     throw err;
@@ -140,21 +135,22 @@ export async function writtenAfter(
   maxTimeMS: number,
 ): Promise<{ states: EarlierState[]; readAt: Timestamp } | undefined> {
   const config = client.db('config');
-  const options = { promoteValues: false } as const;
+  // The pre-images stay BSON in the reply, each read by earlierState: thousands a batch.
+  const options = { fieldsAsRaw: { firstBatch: true, nextBatch: true }, promoteValues: false } as const;
   try {
     let reply = await config.command(
       { find: 'system.preimages', filter: { _id: rangeBounds(nsUUID, { after }) }, projection: IMAGE_FIELDS, sort: { _id: 1 }, hint: { _id: 1 }, limit, batchSize: 50_000, readConcern: { level: 'snapshot' }, maxTimeMS },
       options,
     );
     const readAt = reply.cursor.atClusterTime as Timestamp;
-    const states = (reply.cursor.firstBatch as Document[]).map(earlierState);
+    const states = (reply.cursor.firstBatch as Uint8Array[]).map(earlierState);
     // Run as commands, not through the driver's cursor, for the reply's `atClusterTime`; a
     // snapshot read's getMores read at its time.
     const cursor = reply.cursor.id as unknown;
     try {
       while (!isZero(reply.cursor.id)) {
         reply = await config.command({ getMore: reply.cursor.id, collection: 'system.preimages', batchSize: 50_000 }, options);
-        for (const image of reply.cursor.nextBatch as Document[]) states.push(earlierState(image));
+        for (const image of reply.cursor.nextBatch as Uint8Array[]) states.push(earlierState(image));
       }
     } catch (err) {
       await config.command({ killCursors: 'system.preimages', cursors: [cursor] }).catch(() => undefined);
@@ -169,9 +165,24 @@ export async function writtenAfter(
 
 const IMAGE_FIELDS = { 'preImage._id': 1, [`preImage.${TAG_FIELD}`]: 1 };
 
-function earlierState(image: Document): EarlierState {
-  const before = image.preImage as Document;
-  return { id: before._id as unknown, ts: (image._id as { ts: Timestamp }).ts, tag: before[TAG_FIELD] };
+/** A pre-image of IMAGE_FIELDS, as BSON: its write's time, the document's `_id` and tag before it. */
+function earlierState(bytes: Uint8Array): EarlierState {
+  const { id, image } = imageSpans(bytes);
+  if (!id || !image) throw new Error('a pre-image without its _id or its document');
+  const before = bytes.subarray(image.valueStart, image.end);
+  const { id: docId, tag } = keyElements(before);
+  if (!docId) throw new Error('a pre-image of a document without _id');
+  return { id: decodeValue(before, docId), ts: storedTime(bytes.subarray(id.valueStart, id.end)), tag: tag && decodeValue(before, tag) };
+}
+
+/** The `_id` and `preImage` elements of a stored pre-image. */
+function imageSpans(bytes: Uint8Array): { id: ElementSpan | undefined; image: ElementSpan | undefined } {
+  const found: { id: ElementSpan | undefined; image: ElementSpan | undefined } = { id: undefined, image: undefined };
+  forEachElement(bytes, (type, start, nameEnd, valueStart, end) => {
+    if (nameIs(bytes, start + 1, nameEnd, ID)) found.id = { type, start, valueStart, end };
+    else if (nameIs(bytes, start + 1, nameEnd, PRE_IMAGE)) found.image = { type, start, valueStart, end };
+  });
+  return found;
 }
 
 function rangeBounds(nsUUID: Binary, range: PreImageRange): Document {
@@ -188,28 +199,46 @@ function isZero(id: unknown): boolean {
 const OLDEST = new Timestamp({ t: 0, i: 0 });
 const NEWEST = new Timestamp({ t: 0xffffffff, i: 0xffffffff });
 
-/** The key readPreImages gives a pre-image. */
+/**
+ * The key readPreImages gives a pre-image: its write's time and index, without the collection,
+ * since one oplog entry's writes each have an index of their own, whatever their collections.
+ */
 export function preImageId(key: PreImageKey): string {
-  return `${uuidKey(key.nsUUID)}:${key.ts.high >>> 0}:${key.ts.low >>> 0}:${key.applyOpsIndex}`;
+  return `${key.ts.high >>> 0}:${key.ts.low >>> 0}:${key.applyOpsIndex}`;
 }
 
 /** preImageId of a stored `_id` (`{nsUUID, ts, applyOpsIndex}`, as BSON), read without decoding it. */
-function storedId(bytes: Buffer): string {
-  let uuid = '';
+function storedId(bytes: Uint8Array): string {
   let high = 0;
   let low = 0;
   let index = 0;
-  for (const element of topLevelElements(bytes)) {
-    const at = element.valueStart;
-    // A binary's value: its length, its subtype, then the bytes.
-    if (element.name === 'nsUUID') uuid = bytes.toString('latin1', at + 5, element.end);
-    else if (element.name === 'ts') [low, high] = [bytes.readUInt32LE(at), bytes.readUInt32LE(at + 4)];
-    else if (element.name === 'applyOpsIndex') index = element.type === BSON_INT32 ? bytes.readInt32LE(at) : Number(bytes.readBigInt64LE(at));
-  }
-  return `${uuid}:${high}:${low}:${index}`;
+  const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  forEachElement(view, (type, start, nameEnd, at) => {
+    if (nameIs(view, start + 1, nameEnd, TS)) [low, high] = [view.readUInt32LE(at), view.readUInt32LE(at + 4)];
+    else if (nameIs(view, start + 1, nameEnd, APPLY_OPS_INDEX)) index = type === BSON_INT32 ? view.readInt32LE(at) : Number(view.readBigInt64LE(at));
+  });
+  return `${high}:${low}:${index}`;
 }
 
+/** The write's time in a stored `_id`. */
+function storedTime(bytes: Uint8Array): Timestamp {
+  let time: Timestamp | undefined;
+  const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  forEachElement(view, (type, start, nameEnd, at) => {
+    if (type !== BSON_TIMESTAMP || !nameIs(view, start + 1, nameEnd, TS)) return false;
+    time = new Timestamp({ t: view.readUInt32LE(at + 4), i: view.readUInt32LE(at) });
+    return true;
+  });
+  if (!time) throw new Error('a pre-image whose _id has no ts');
+  return time;
+}
+
+const ID = Buffer.from('_id');
+const PRE_IMAGE = Buffer.from('preImage');
+const TS = Buffer.from('ts');
+const APPLY_OPS_INDEX = Buffer.from('applyOpsIndex');
 const BSON_INT32 = 0x10;
+const BSON_TIMESTAMP = 0x11;
 
 /** A collection UUID as a string key: its 16 bytes as latin1. */
 export function uuidKey(uuid: Binary): string {
