@@ -7,11 +7,11 @@ import { BatchBounds, MOST_BYTES_FACTOR, MOST_FACTOR, type Bounds } from '../src
 const MB = 1024 * 1024;
 const BASE: Bounds = { applyBatchWrites: 4_000, applyBatchBytes: 8 * MB, readAheadEntries: 4_000, readAheadBytes: 8 * MB };
 
-/** Bounds with `trip` ms markers, then one cut batch of `ms`. */
-function after(trips: number[], ms: number, cut = true): { bounds: BatchBounds; changed: boolean } {
+/** Bounds with `trip` ms markers, then one batch of `ms` that the bounds cut when it took `fill` of them. */
+function after(trips: number[], ms: number, fill = 1): { bounds: BatchBounds; changed: boolean } {
   const bounds = new BatchBounds(BASE);
   for (const t of trips) bounds.roundTrip(t);
-  return { bounds, changed: bounds.applied(ms, cut) };
+  return { bounds, changed: bounds.applied(ms, fill) };
 }
 
 test('a near destination keeps the base bounds', () => {
@@ -36,11 +36,11 @@ test('the round trip is the fastest marker seen lately: a late reply does not gr
   const bounds = new BatchBounds(BASE);
   for (let k = 0; k < 31; k++) bounds.roundTrip(80);
   bounds.roundTrip(0.5);
-  assert.equal(bounds.applied(200, true), false);
+  assert.equal(bounds.applied(200, 1), false);
   // 32 later markers push the fast one out.
   for (let k = 0; k < 32; k++) bounds.roundTrip(80);
   assert.equal(bounds.roundTripMs, 80);
-  assert.equal(bounds.applied(300, true), true);
+  assert.equal(bounds.applied(300, 1), true);
 });
 
 test(`the counts grow at most ${MOST_FACTOR} times, the bytes ${MOST_BYTES_FACTOR} times`, () => {
@@ -54,15 +54,16 @@ test(`the counts grow at most ${MOST_FACTOR} times, the bytes ${MOST_BYTES_FACTO
 });
 
 test('a batch the bounds did not cut short (the source is the limit) changes nothing', () => {
-  const { bounds, changed } = after([50], 350, false);
-  assert.equal(changed, false);
+  const bounds = new BatchBounds(BASE);
+  bounds.roundTrip(50);
+  assert.equal(bounds.applied(350, undefined), false);
   assert.deepEqual(bounds.current, BASE);
 });
 
 test('no marker seen yet, nothing is known of the round trip', () => {
   const bounds = new BatchBounds(BASE);
   assert.equal(bounds.roundTripMs, undefined);
-  assert.equal(bounds.applied(10_000, true), false);
+  assert.equal(bounds.applied(10_000, 1), false);
 });
 
 test('they shrink back once the work is over twice what is wanted, and stay between', () => {
@@ -70,9 +71,26 @@ test('they shrink back once the work is over twice what is wanted, and stay betw
   // 150 ms of waiting, 200 ms of work: three times the batch.
   assert.equal(bounds.current.applyBatchWrites, 12_000);
   // Work of 1,050 ms against 150 ms of waiting: 7 times, within what is wanted (4 to 8).
-  assert.equal(bounds.applied(1_200, true), false);
+  assert.equal(bounds.applied(1_200, 1), false);
   // The link got shorter: 5 ms round trips.
   for (let k = 0; k < 32; k++) bounds.roundTrip(5);
-  assert.equal(bounds.applied(1_000, true), true);
+  assert.equal(bounds.applied(1_000, 1), true);
   assert.deepEqual(bounds.current, BASE);
+});
+
+test('a batch is judged as one as large as the bounds: one read batch ten times larger does not shrink them', () => {
+  const { bounds } = after([50], 350);
+  assert.equal(bounds.current.applyBatchWrites, 12_000);
+  // 120,000 writes in one read batch, applied alone: 7,000 ms of work, 700 ms for the bounds' 12,000.
+  assert.equal(bounds.applied(7_150, 10), false);
+  assert.equal(bounds.current.applyBatchWrites, 12_000);
+});
+
+test('a batch far short of the bounds (the read-ahead full of entries that make few writes) changes nothing', () => {
+  // 10 writes in 6.5 ms over a 2 ms round trip: taken for a full batch, it would grow them to the most.
+  const { bounds, changed } = after([2], 6.5, 10 / 4_000);
+  assert.equal(changed, false);
+  assert.deepEqual(bounds.current, BASE);
+  // Half full, it counts: 150 ms of work for half the bounds is 300 for all of them.
+  assert.equal(after([50], 300, 0.5).bounds.current.applyBatchWrites, 8_000);
 });

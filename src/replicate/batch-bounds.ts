@@ -12,7 +12,9 @@
 // The round trip is a marker's time (a one-document upsert: the server's part is negligible),
 // the fastest of the last few, since a busy event loop sees a reply late. The work of a batch is
 // its apply time less those round trips, measured on batches that the bounds cut short (a
-// backlog): a batch smaller than the bounds says the source is the limit, and changes nothing.
+// backlog), and scaled to what a batch as large as the bounds would do: a batch that the source
+// ended says the source is the limit, and one far smaller than the bounds (a read-ahead full of
+// entries that make few writes) says little of a full one; neither changes anything.
 
 /** The bounds that follow() and the read-ahead queue use (../replicate/settings.ts). */
 export interface Bounds {
@@ -32,6 +34,8 @@ const SHRINK_AT = 2 * WORK_PER_WAIT;
 export const MOST_FACTOR = 4;
 /** How far the byte bounds grow: 16 MB, with the defaults (about 14,000 entries of 1 KB). */
 export const MOST_BYTES_FACTOR = 2;
+/** The least part of the bounds a batch must fill for its time to count. */
+const MIN_FILL = 0.5;
 /** How many markers' times the round trip is the fastest of. */
 const ROUND_TRIP_SAMPLES = 32;
 
@@ -69,15 +73,18 @@ export class BatchBounds {
   }
 
   /**
-   * A batch applied in `ms`; `cut`: the bounds, not the read-ahead running dry, ended it. Returns
-   * whether the bounds changed.
+   * A batch applied in `ms`. `fill`: when the bounds, not the read-ahead running dry, ended it,
+   * how much of them it took (its writes or its bytes over theirs, whichever is more; over 1 for
+   * one read batch larger than the bounds, applied alone); undefined otherwise. Returns whether
+   * the bounds changed.
    */
-  applied(ms: number, cut: boolean): boolean {
+  applied(ms: number, fill: number | undefined): boolean {
     const trip = this.roundTripMs;
-    if (!cut || trip === undefined) return false;
+    if (fill === undefined || fill < MIN_FILL || trip === undefined) return false;
     const wait = ROUND_TRIPS * trip;
     // At least a tenth of the batch's time counts as work: the round trip seen may be late.
-    const work = Math.max(ms - wait, ms / 10);
+    // Scaled to a batch as large as the bounds.
+    const work = Math.max(ms - wait, ms / 10) / fill;
     const ratio = work / wait;
     let wanted = this.factor;
     if (ratio < WORK_PER_WAIT || ratio > SHRINK_AT) wanted = (this.factor * WORK_PER_WAIT) / ratio;

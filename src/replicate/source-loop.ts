@@ -285,9 +285,11 @@ export class SourceLoop {
           continue;
         }
         const planned = taken.length === 1 ? last.writes : taken.flatMap((b) => b.writes);
+        const held = taken.reduce((sum, b) => sum + b.bytes, 0);
+        const fill = cut ? Math.max(planned.length / applyBatchWrites, held / applyBatchBytes) : undefined;
         const started = performance.now();
         const stats = planned.length > 0 ? await applyInParallel(destinationClient, planned, applyOptions) : emptyStats();
-        if (planned.length > 0 && bounds.applied(performance.now() - started, cut)) {
+        if (planned.length > 0 && bounds.applied(performance.now() - started, fill)) {
           queue.resize(capacity(bounds.current));
           const { applyBatchWrites: writes, applyBatchBytes: bytes } = bounds.current;
           this.log.info({ roundTripMs: Math.round(bounds.roundTripMs!), writes, bytes }, 'batch bounds changed for the round trip to the destination');
