@@ -11,6 +11,8 @@ import { translateInsert, translateUpdate } from '../src/apply/update.ts';
 import { ENTRY_DECODE } from '../src/oplog/entry.ts';
 import { decodeEntryBytes } from '../src/oplog/entry-bytes.ts';
 import { OplogDecoder } from '../src/oplog/decode.ts';
+import type { CrudOp } from '../src/oplog/entry.ts';
+import { carriedTag } from '../src/replicate/tag.ts';
 
 /** An entry as a 6.0 primary logs a retryable write, with the session fields the decoder never reads. */
 function logged(fields: Document): Uint8Array {
@@ -60,14 +62,53 @@ test('update and delete entries carry what the decoder reads, and nothing of the
   }
 });
 
-test('commands, transactions and no-ops are decoded whole', () => {
+test('commands and no-ops are decoded whole', () => {
   for (const fields of [
-    { op: 'c', ns: 'db.$cmd', o: { applyOps: [{ op: 'i', ns: 'db.c', o: { _id: 1 } }] } },
+    { op: 'c', ns: 'db.$cmd', o: { create: 'c', idIndex: { v: 2, key: { _id: 1 }, name: '_id_' } } },
+    { op: 'c', ns: 'db.$cmd', o: { applyOps: 'not an array' } },
     { op: 'n', ns: '', o: { msg: 'periodic noop' } },
   ]) {
     const buf = logged(fields);
     assert.equal(ejson(decodeEntryBytes(buf)), ejson(BSON.deserialize(buf, ENTRY_DECODE)));
   }
+});
+
+test("a transaction's operations are each as a whole decode gives them, its inserts' documents left as their bytes", () => {
+  const inserted = new Map<string, unknown>([['_id', new Int32(5)], ['name', 'é'], ['7', new Double(1)], ['__mmm', 'origin:1:2']]);
+  const applyOps = [
+    { op: 'u', ns: 'mmm.writes', ui: new UUID(), o: { $v: 2, diff: { u: { n: new Int32(2) } } }, o2: { _id: { origin: 'o' } } },
+    { op: 'i', ns: 'db.c', ui: new UUID(), o: inserted },
+    { op: 'u', ns: 'db.c', ui: new UUID(), o: { $v: 2, diff: { u: { a: new Int32(1) } } }, o2: { _id: new ObjectId() } },
+    { op: 'd', ns: 'db.c', ui: new UUID(), o: { _id: 'x' } },
+    { op: 'c', ns: 'db.$cmd', o: { applyOps: [{ op: 'i', ns: 'db.c', o: { _id: 6 } }] } },
+  ];
+  const buf = logged({ op: 'c', ns: 'admin.$cmd', o: { applyOps, partialTxn: true } });
+  const whole = BSON.deserialize(buf, ENTRY_DECODE);
+  const entry = decodeEntryBytes(buf) as Document;
+  for (const field of Object.keys(whole).filter((k) => k !== 'o')) assert.equal(ejson(entry[field]), ejson(whole[field]), field);
+  assert.equal(entry.o.partialTxn, true);
+  const ops = entry.o.applyOps as Document[];
+  assert.equal(ops.length, applyOps.length);
+  ops.forEach((op, k) => {
+    const want = (whole.o.applyOps as Document[])[k]!;
+    if (op.op !== 'i') return assert.equal(ejson(op), ejson(want), `operation ${k}`);
+    assert.deepEqual(Buffer.from(op.raw.bytes), Buffer.from(BSON.serialize(inserted)), 'the document as its bytes, field order included');
+    // What the decoder reads of an insert; not its `ui` (an insert has no pre-image), as of an insert logged alone.
+    for (const field of ['op', 'ns', 'o', 'fromMigrate']) assert.equal(ejson(op[field]), ejson(want[field]), `operation ${k}: ${field}`);
+    assert.equal(op.ui, undefined);
+    assert.equal(carriedTag(op as CrudOp), 'origin:1:2', 'the tag read from the bytes');
+    assert.throws(() => {
+      op.o = {};
+    }, TypeError);
+  });
+});
+
+test("a change decoded from a transaction's insert keeps its bytes, and the tag it carries is read from them", () => {
+  const buf = logged({ op: 'c', ns: 'admin.$cmd', o: { applyOps: [{ op: 'i', ns: 'db.c', ui: new UUID(), o: { _id: 1, a: 'x', __mmm: 7 } }] } });
+  const [change] = new OplogDecoder(new Timestamp({ t: 0, i: 0 })).decode([decodeEntryBytes(buf)]).changes;
+  assert.ok(change?.raw, 'the change holds the bytes');
+  assert.equal(carriedTag(change), undefined, 'a tag that is not a string is none, as decoded');
+  assert.equal(ejson(change.o), ejson({ _id: new Int32(1), a: 'x', __mmm: new Int32(7) }));
 });
 
 test('a change decoded from an insert entry keeps its bytes, undecoded until read', () => {

@@ -67,6 +67,27 @@ test('an insert keeps its field order byte for byte, names that are whole number
   await coll('server_a').deleteOne({ _id: 'ordered' });
 });
 
+test('an insert inside a transaction keeps its field order byte for byte too', async () => {
+  const document = new Map<string, unknown>([['_id', 'ordered in a transaction'], ['a', 1], ['0', 'zero'], ['12', new Map<string, unknown>([['b', 2], ['3', 3]])]]);
+  const session = clients.get('server_a')!.startSession();
+  try {
+    await session.withTransaction(async () => {
+      await coll('server_a').insertOne(document as unknown as TestDoc, { session });
+      await coll('server_a').insertOne({ _id: 'beside it' }, { session });
+    });
+  } finally {
+    await session.endSession();
+  }
+  await settle(topology, clients);
+  const id = 'ordered in a transaction';
+  const source = await stored(coll('server_a') as unknown as Collection<Document>, id);
+  const { rest, tag } = splitTag(await stored(coll('server_b') as unknown as Collection<Document>, id));
+  assert.equal(show(rest), show(source));
+  assert.deepEqual(rest, Buffer.from(source));
+  assert.match(String(tag), new RegExp(`^${topology.byName('server_a')!.id}:\\d+:\\d+$`));
+  await coll('server_a').deleteMany({ _id: { $in: [id, 'beside it'] } });
+});
+
 test('a document whose _id is a sub-document with a whole-number name after another is updated and deleted on the destination too', async () => {
   // Decoded, {b, "1"} becomes {"1", b}, which the server takes for another _id: the insert must
   // be written in the form that the later writes' filters name.

@@ -68,8 +68,9 @@ export function planWrite(change: Change, ns: string, tag: string, origin: strin
   switch (change.op) {
     case 'i': {
       // The whole document, tagged: a plain insert where it can be (isPlainInsert), else, or on
-      // a replay, an upsert. One that came as bytes stays bytes (translateInsert); one with
-      // `$`-prefixed field names, or inside a transaction, is tagged by translateUpdate.
+      // a replay, an upsert. One that came as bytes (alone or in a transaction) stays bytes
+      // (translateInsert); one with `$`-prefixed field names, or an `_id` whose decoded form
+      // does not give its bytes back, is tagged by translateUpdate.
       const fromBytes = change.raw && translateInsert(change.raw.bytes, tag);
       const id = fromBytes ? fromBytes.id : change.o._id;
       const spec = fromBytes ? fromBytes.spec : translateUpdate(change.o, tag);

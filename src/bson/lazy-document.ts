@@ -6,6 +6,25 @@
 // (an assignment throws).
 
 import { BSON, type Document } from 'mongodb';
+import { keyElements, stringElement } from './raw.ts';
+
+/**
+ * An insert whose document is a RawDocument, as an operation of an `applyOps` or as a change:
+ * `o` is a getter of the class rather than of each object (thousands are made a batch, and an
+ * object literal with a getter costs more to make than the document took to decode).
+ */
+export class RawInsert {
+  readonly op = 'i' as const;
+
+  constructor(
+    readonly ns: string,
+    readonly raw: RawDocument,
+  ) {}
+
+  get o(): Document {
+    return this.raw.document;
+  }
+}
 
 export class RawDocument {
   private decoded: Document | undefined;
@@ -15,6 +34,11 @@ export class RawDocument {
     readonly bytes: Uint8Array,
     private readonly options: BSON.DeserializeOptions,
   ) {}
+
+  /** Its `__mmm` if that is a string (a tag), read from the bytes without decoding the document. */
+  get tag(): string | undefined {
+    return stringElement(this.bytes, keyElements(this.bytes).tag);
+  }
 
   /** The document decoded, the first time it is asked for (then the same object). */
   get document(): Document {

@@ -269,6 +269,16 @@ export function documentOf(bytes: Uint8Array, span: ElementSpan): Buffer {
  */
 export const EXACT_DECODE: BSON.DeserializeOptions = { promoteValues: false, promoteLongs: false, promoteBuffers: false, bsonRegExp: true };
 
+/**
+ * The value of a string element, or undefined if it is absent or not a string; bytes that are
+ * not UTF-8 read as U+FFFD, as the decoder does without its UTF-8 check.
+ */
+export function stringElement(bytes: Uint8Array, span: ElementSpan | undefined): string | undefined {
+  if (span?.type !== 0x02) return undefined;
+  // A string's value: its length with the final 0, then its bytes and that 0.
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8', span.valueStart + 4, span.end - 1);
+}
+
 /** The value of one element, decoded with EXACT_DECODE. */
 export function decodeValue(bytes: Uint8Array, span: ElementSpan): unknown {
   const decoded = BSON.deserialize(documentOf(bytes, span), EXACT_DECODE);

@@ -17,6 +17,7 @@
 // transaction that has not finished, or a restart would resume in its middle and lose its start.
 
 import type { Document, Timestamp } from 'mongodb';
+import { RawInsert } from '../bson/lazy-document.ts';
 import { UnsupportedOplogEntryError } from '../errors.ts';
 import { deleteKey, loggedMarkerDeletes } from '../replicate/marker-deletes.ts';
 import { carriedTag, MARKER_NAMESPACE, markerOrigin } from '../replicate/tag.ts';
@@ -148,19 +149,13 @@ function withPreImage(c: Change, ui: CrudOp['ui'], ts: OplogEntry['ts'], applyOp
 
 function change(op: CrudOp, entry: OplogEntry, seq: number, origin?: string): Change {
   // An insert kept as bytes (OplogEntry.raw) keeps them, its `o` still undecoded.
-  const raw = op.raw;
-  const c: Change = raw
-    ? {
-        op: op.op,
-        ns: op.ns,
-        raw,
-        get o() {
-          return raw.document;
-        },
-        ts: entry.ts,
-        seq,
-      }
-    : { op: op.op, ns: op.ns, o: op.o, ts: entry.ts, seq };
+  let c: Change;
+  if (op.raw) {
+    const inserted = new RawInsert(op.ns, op.raw) as RawInsert & Change;
+    inserted.ts = entry.ts;
+    inserted.seq = seq;
+    c = inserted;
+  } else c = { op: op.op, ns: op.ns, o: op.o, ts: entry.ts, seq };
   if (op.o2) c.o2 = op.o2;
   if (entry.wall) c.wall = entry.wall;
   if (origin !== undefined) c.origin = origin;
@@ -183,7 +178,8 @@ function attributed(ops: readonly UnrolledOp[], entry: OplogEntry): Change[] {
     }
     const c = withPreImage(change(op, entry, seq, origin), op.ui, op.entryTs, op.index);
     if (origin !== undefined) {
-      const tag = op.op === 'd' ? deletes?.get(deleteKey(op.o._id)) : carriedTag(op) === undefined ? earlierTag(ops, seq) : undefined;
+      // An insert kept as bytes is one of mmm's, and carries its tag (read from them if it is relayed, ../replicate/route.ts).
+      const tag = op.op === 'd' ? deletes?.get(deleteKey(op.o._id)) : op.raw === undefined && carriedTag(op) === undefined ? earlierTag(ops, seq) : undefined;
       if (tag !== undefined) c.tag = tag;
     }
     changes.push(c);
@@ -231,6 +227,14 @@ function unroll(applyOps: Document[], entry: OplogEntry, out: DecodedBatch, nest
       throw new UnsupportedOplogEntryError(
         `applyOps at ${formatTs(entry.ts)} holds a '${String(raw.op)}' operation on ${String(raw.ns)}, which mmm cannot replicate`,
       );
+    }
+    if (raw instanceof RawInsert) {
+      // An insert whose document came as bytes (./entry-bytes.ts): made for this, so placed as it is, `o` still undecoded.
+      const op = raw as RawInsert & UnrolledOp;
+      op.entryTs = entry.ts;
+      if (!nested) op.index = index;
+      ops.push(op);
+      continue;
     }
     const op: UnrolledOp = { op: raw.op, ns: raw.ns as string, o: raw.o as Document, entryTs: entry.ts };
     if (raw.o2) op.o2 = raw.o2 as Document;

@@ -6,12 +6,14 @@
 // the rest (about 3 µs of the 5 an entry of a 1 KB document took here). So an update or a delete
 // is decoded from a copy of its BSON that holds only the fields the decoder reads, and an insert
 // from its few fields directly, its document left as bytes (../bson/lazy-document.ts), which the
-// writer sends on as they are (../apply/insert-command.ts). Any other entry (a command, a
-// transaction, a no-op) is decoded whole.
+// writer sends on as they are (../apply/insert-command.ts). A transaction's `applyOps` is read
+// the same way, operation by operation: its inserts' documents stay bytes too, so neither a
+// user's transaction nor mmm's own (an echo, which is dropped, or a ring's relay, which is sent
+// on) decodes them. Any other entry (a command, a no-op) is decoded whole.
 
-import { BSON, Timestamp } from 'mongodb';
-import { RawDocument } from '../bson/lazy-document.ts';
-import { forEachElement } from '../bson/raw.ts';
+import { BSON, Timestamp, type Document } from 'mongodb';
+import { RawDocument, RawInsert } from '../bson/lazy-document.ts';
+import { forEachElement, nameIs } from '../bson/raw.ts';
 import { ENTRY_DECODE, type OplogEntry } from './entry.ts';
 
 /** The fields of an update or delete entry the decoder reads, by their place in `Spans`. */
@@ -69,6 +71,7 @@ export function decodeEntryBytes(buf: Uint8Array): OplogEntry {
   // `op` is a string of one character: its length (2, with the 0), then the character.
   const opCode = type(spans, OP) === STRING && bytes.readInt32LE(valueStart(spans, OP)) === 2 ? bytes[valueStart(spans, OP) + 4] : undefined;
   if (opCode === 0x69) return insertEntry(bytes, spans) ?? (BSON.deserialize(buf, ENTRY_DECODE) as OplogEntry);
+  if (opCode === 0x63) return commandEntry(buf);
   if (opCode !== 0x75 && opCode !== 0x64) return BSON.deserialize(buf, ENTRY_DECODE) as OplogEntry;
   const lean = Buffer.allocUnsafe(4 + kept + 1);
   let at = 4;
@@ -108,4 +111,74 @@ function insertEntry(bytes: Buffer, spans: Spans): OplogEntry | undefined {
   if (wall >= 0) entry.wall = new Date(Number(bytes.readBigInt64LE(valueStart(spans, WALL))));
   if (fromMigrate >= 0) entry.fromMigrate = bytes[valueStart(spans, FROM_MIGRATE)] === 1;
   return entry;
+}
+
+/**
+ * `o.applyOps` left as each operation's BSON, for applyOpOf. The option takes any array of that
+ * name, at any depth; an entry whose `o.applyOps` is not an array of documents is decoded again,
+ * whole.
+ */
+const APPLY_OPS_RAW: BSON.DeserializeOptions = { ...ENTRY_DECODE, fieldsAsRaw: { applyOps: true } };
+
+/** A command entry: decoded whole, but an `applyOps` one operation at a time (applyOpOf). */
+function commandEntry(buf: Uint8Array): OplogEntry {
+  const entry = BSON.deserialize(buf, APPLY_OPS_RAW) as OplogEntry;
+  const ops: unknown = entry.o?.applyOps;
+  if (!Array.isArray(ops) || !ops.every((op) => op instanceof Uint8Array)) return BSON.deserialize(buf, ENTRY_DECODE) as OplogEntry;
+  entry.o.applyOps = ops.map((op: Uint8Array) => applyOpOf(Buffer.from(op.buffer, op.byteOffset, op.byteLength)));
+  return entry;
+}
+
+/** The fields of an insert inside an `applyOps` that applyOpOf reads or passes over, by their place. */
+const APPLY_OP_FIELDS = ['op', 'ns', 'o', 'fromMigrate', 'ui', 'o2'].map((name) => Buffer.from(name));
+
+/**
+ * One operation of an `applyOps`, as decoding it whole gives it, but an insert's document left
+ * as bytes in `raw`, `o` decoding it when first read (as insertEntry). Read field by field from
+ * the bytes, and only the fields the decoder reads of an insert (as insertEntry, not its `ui` or
+ * `o2`): decoding a 1 KB document takes a few microseconds, so the rest must cost less. An
+ * insert with a field applyOpOf does not know, or of a type the server does not write, is
+ * decoded whole.
+ */
+function applyOpOf(bytes: Buffer): Document {
+  let isInsert = false;
+  let known = true;
+  let ns: string | undefined;
+  let o: Buffer | undefined;
+  let fromMigrate: boolean | undefined;
+  forEachElement(bytes, (elementType, elementStart, nameEnd, at, elementEnd) => {
+    switch (fieldOf(APPLY_OP_FIELDS, bytes, elementStart + 1, nameEnd)) {
+      case 0:
+        // A one-character string: its length (2, with the 0), then the character.
+        isInsert = elementType === STRING && bytes.readInt32LE(at) === 2 && bytes[at + 4] === 0x69;
+        return !isInsert;
+      case 1:
+        if (elementType === STRING) ns = bytes.toString('utf8', at + 4, elementEnd - 1);
+        else known = false;
+        return;
+      case 2:
+        if (elementType === DOCUMENT) o = bytes.subarray(at, elementEnd);
+        else known = false;
+        return;
+      case 3:
+        if (elementType === BOOLEAN) fromMigrate = bytes[at] === 1;
+        else known = false;
+        return;
+      case 4:
+      case 5:
+        return;
+      default:
+        known = false;
+    }
+  });
+  if (!isInsert || !known || ns === undefined || o === undefined) return BSON.deserialize(bytes, ENTRY_DECODE);
+  const op: RawInsert & { fromMigrate?: boolean } = new RawInsert(ns, new RawDocument(o, ENTRY_DECODE));
+  if (fromMigrate !== undefined) op.fromMigrate = fromMigrate;
+  return op as unknown as Document;
+}
+
+/** Which of `fields` the name `bytes[from, to)` is, or -1; compared as bytes (crudField). */
+function fieldOf(fields: readonly Buffer[], bytes: Buffer, from: number, to: number): number {
+  for (let field = 0; field < fields.length; field++) if (nameIs(bytes, from, to, fields[field]!)) return field;
+  return -1;
 }

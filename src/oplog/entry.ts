@@ -23,7 +23,7 @@ export interface OplogEntry {
   ns: string;
   o: Document;
   /**
-   * An insert logged alone: its document as the oplog holds it, which the write path sends on;
+   * An insert: its document as the oplog holds it, which the write path sends on;
    * `o` is then decoded from it when first read (./entry-bytes.ts).
    */
   raw?: RawDocument;

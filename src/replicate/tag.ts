@@ -31,6 +31,8 @@
 
 import os from 'node:os';
 import type { Document, Timestamp } from 'mongodb';
+// Types only: `mmm --help` loads this module (../check/privileges.ts), and none of the driver.
+import type { RawDocument } from '../bson/lazy-document.ts';
 
 export const TAG_FIELD = '__mmm';
 
@@ -74,8 +76,10 @@ export function markerOrigin(op: { op: string; o: Document; o2?: Document }): st
  * The tag a write logged on a server carries in the data it wrote: the document of an insert or
  * a replacement, or the `__mmm` a diff set. Undefined for a delete, or a write that sets none.
  */
-export function carriedTag(op: { op: string; o: Document }): string | undefined {
+export function carriedTag(op: { op: string; o: Document; raw?: RawDocument }): string | undefined {
   if (op.op === 'd') return undefined;
+  // An insert kept as bytes: read from them, not decoded for it.
+  if (op.raw) return op.raw.tag;
   const o = op.o;
   const value = Object.hasOwn(o, '_id') ? o[TAG_FIELD] : (o.diff?.u?.[TAG_FIELD] ?? o.diff?.i?.[TAG_FIELD]);
   return typeof value === 'string' ? value : undefined;
