@@ -1,5 +1,5 @@
-// Inserts sent as the bytes they came in. An insert logged alone reaches the writer as its BSON
-// (../oplog/tailer.ts), tagged without being decoded (../bson/raw.ts, taggedBytes); written
+// Inserts sent as the bytes they came in. An insert, logged alone or in a transaction, reaches the
+// writer as its BSON (../oplog/entry-bytes.ts), tagged without being decoded (../bson/raw.ts, taggedBytes); written
 // through the driver's bulkWrite it would be decoded and encoded again, which cost a catch-up
 // of inserts a third of mmm's CPU. Here it goes out in an `insert` command whose documents are
 // an OP_MSG document sequence, the form the driver gives its own bulk writes' documents: the
@@ -23,7 +23,8 @@ export const insertsAsBytes = typeof DocumentSequence === 'function' && typeof D
 /**
  * At most this many bytes of documents per command, well under the server's 48 MB message
  * (`maxMessageSizeBytes`) and the count under its 100,000 writes (`maxWriteBatchSize`); a
- * batch of mmm's holds 8 MB of entries and 4,000 writes, so this only splits a larger one.
+ * batch of mmm's holds at most 16 MB of entries and 16,000 writes (over a long link), so this
+ * only splits a larger one.
  */
 const COMMAND_BYTES = 16 * 1024 * 1024;
 const COMMAND_DOCUMENTS = 100_000;

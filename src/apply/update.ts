@@ -93,15 +93,21 @@ function tagged(document: Document, tag: string): Document {
 export function translateInsert(raw: Uint8Array, tag: string): { id: unknown; spec: UpdateSpec } | undefined {
   const { bytes, id, exactId, dollarName } = taggedBytes(raw, tag);
   if (dollarName || !exactId) return undefined;
-  const document = new RawDocument(bytes, ENTRY_DECODE);
-  const spec: UpdateSpec = {
-    kind: 'replacement',
-    bytes,
-    get document() {
-      return document.document;
-    },
-  };
-  return { id, spec };
+  return { id, spec: new BytesReplacement(bytes) };
+}
+
+/** The replacement of an insert that came as bytes: its document decoded only when read (a getter of the class, not of each object: one per insert). */
+class BytesReplacement {
+  readonly kind = 'replacement' as const;
+  private readonly raw: RawDocument;
+
+  constructor(readonly bytes: Uint8Array) {
+    this.raw = new RawDocument(bytes, ENTRY_DECODE);
+  }
+
+  get document(): Document {
+    return this.raw.document;
+  }
 }
 
 /** Turns the `o` of an oplog update entry into one update for the destination, tagged. */

@@ -39,18 +39,11 @@ const valueStart = (spans: Spans, field: number) => spans[4 * field + 2]!;
 const end = (spans: Spans, field: number) => spans[4 * field + 3]!;
 
 /**
- * Which of CRUD_FIELDS the name `bytes[from, to)` is, or -1: compared as bytes, since making a
+ * Which of `fields` the name `bytes[from, to)` is, or -1: compared as bytes, since making a
  * string of every name cost more than decoding the values.
  */
-function crudField(bytes: Buffer, from: number, to: number): number {
-  const length = to - from;
-  for (let field = 0; field < CRUD_FIELDS.length; field++) {
-    const name = CRUD_FIELDS[field]!;
-    if (name.length !== length || name[0] !== bytes[from]) continue;
-    let k = 1;
-    while (k < length && name[k] === bytes[from + k]) k++;
-    if (k === length) return field;
-  }
+function fieldOf(fields: readonly Buffer[], bytes: Buffer, from: number, to: number): number {
+  for (let field = 0; field < fields.length; field++) if (nameIs(bytes, from, to, fields[field]!)) return field;
   return -1;
 }
 
@@ -60,7 +53,7 @@ export function decodeEntryBytes(buf: Uint8Array): OplogEntry {
   const spans: Spans = new Int32Array(4 * CRUD_FIELDS.length).fill(-1);
   let kept = 0;
   forEachElement(bytes, (elementType, elementStart, nameEnd, elementValue, elementEnd) => {
-    const field = crudField(bytes, elementStart + 1, nameEnd);
+    const field = fieldOf(CRUD_FIELDS, bytes, elementStart + 1, nameEnd);
     if (field < 0) return;
     spans[4 * field] = elementType;
     spans[4 * field + 1] = elementStart;
@@ -95,19 +88,12 @@ function insertEntry(bytes: Buffer, spans: Spans): OplogEntry | undefined {
   const wall = type(spans, WALL);
   const fromMigrate = type(spans, FROM_MIGRATE);
   if ((wall >= 0 && wall !== DATE) || (fromMigrate >= 0 && fromMigrate !== BOOLEAN)) return undefined;
-  const raw = new RawDocument(bytes.subarray(valueStart(spans, O), end(spans, O)), ENTRY_DECODE);
+  // A string is its length with its 0, then its UTF-8 bytes and the 0.
+  const ns = bytes.toString('utf8', valueStart(spans, NS) + 4, end(spans, NS) - 1);
+  const entry = new RawInsert(ns, new RawDocument(bytes.subarray(valueStart(spans, O), end(spans, O)), ENTRY_DECODE)) as RawInsert & OplogEntry;
   const ts = valueStart(spans, TS);
-  const entry: OplogEntry = {
-    // A timestamp is its increment, then its seconds, each 32 bits little-endian.
-    ts: new Timestamp({ i: bytes.readUInt32LE(ts), t: bytes.readUInt32LE(ts + 4) }),
-    op: 'i',
-    // A string is its length with its 0, then its UTF-8 bytes and the 0.
-    ns: bytes.toString('utf8', valueStart(spans, NS) + 4, end(spans, NS) - 1),
-    raw,
-    get o() {
-      return raw.document;
-    },
-  };
+  // A timestamp is its increment, then its seconds, each 32 bits little-endian.
+  entry.ts = new Timestamp({ i: bytes.readUInt32LE(ts), t: bytes.readUInt32LE(ts + 4) });
   if (wall >= 0) entry.wall = new Date(Number(bytes.readBigInt64LE(valueStart(spans, WALL))));
   if (fromMigrate >= 0) entry.fromMigrate = bytes[valueStart(spans, FROM_MIGRATE)] === 1;
   return entry;
@@ -175,10 +161,4 @@ function applyOpOf(bytes: Buffer): Document {
   const op: RawInsert & { fromMigrate?: boolean } = new RawInsert(ns, new RawDocument(o, ENTRY_DECODE));
   if (fromMigrate !== undefined) op.fromMigrate = fromMigrate;
   return op as unknown as Document;
-}
-
-/** Which of `fields` the name `bytes[from, to)` is, or -1; compared as bytes (crudField). */
-function fieldOf(fields: readonly Buffer[], bytes: Buffer, from: number, to: number): number {
-  for (let field = 0; field < fields.length; field++) if (nameIs(bytes, from, to, fields[field]!)) return field;
-  return -1;
 }
