@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Binary, BSON, Double, Int32, Long, ObjectId, Timestamp, UUID, type Document } from 'mongodb';
 import { taggedBytes } from '../src/bson/raw.ts';
-import { insertsAsBytes } from '../src/apply/insert-command.ts';
+import { statementsAsBytes } from '../src/apply/write-commands.ts';
 import { translateInsert, translateUpdate } from '../src/apply/update.ts';
 import { ENTRY_DECODE } from '../src/oplog/entry.ts';
 import { decodeEntryBytes } from '../src/oplog/entry-bytes.ts';
@@ -163,6 +163,6 @@ test("an _id its decoded value would not find is left to the decoded path: a sub
   }
 });
 
-test('this driver lets inserts go out as bytes (an upgrade that removes it sends them decoded: this says so)', () => {
-  assert.equal(insertsAsBytes, true);
+test('this driver lets writes go out as statements in bytes (an upgrade that removes it sends them through bulkWrite, inserts decoded: this says so)', () => {
+  assert.equal(statementsAsBytes, true);
 });

@@ -88,6 +88,22 @@ test('an insert inside a transaction keeps its field order byte for byte too', a
   await coll('server_a').deleteMany({ _id: { $in: [id, 'beside it'] } });
 });
 
+test('an insert meeting its _id on the destination (as a replay does) is upserted byte for byte too', async () => {
+  // The duplicate key writes the transaction again with its inserts as upserts of the whole
+  // document: the document's bytes go into the update statement as they came.
+  const id = 'met on the destination';
+  await coll('server_b').insertOne({ _id: id, old: true });
+  const document = new Map<string, unknown>([['_id', id], ['a', 1], ['0', 'zero'], ['12', new Map<string, unknown>([['b', 2], ['3', 3]])]]);
+  await coll('server_a').insertOne(document as unknown as TestDoc);
+  await settle(topology, clients);
+  const source = await stored(coll('server_a') as unknown as Collection<Document>, id);
+  const { rest, tag } = splitTag(await stored(coll('server_b') as unknown as Collection<Document>, id));
+  assert.equal(show(rest), show(source));
+  assert.deepEqual(rest, Buffer.from(source));
+  assert.match(String(tag), new RegExp(`^${topology.byName('server_a')!.id}:\\d+:\\d+$`));
+  await coll('server_a').deleteOne({ _id: id });
+});
+
 test('a document whose _id is a sub-document with a whole-number name after another is updated and deleted on the destination too', async () => {
   // Decoded, {b, "1"} becomes {"1", b}, which the server takes for another _id: the insert must
   // be written in the form that the later writes' filters name.

@@ -1,6 +1,8 @@
 // Applying: planned writes in, one destination transaction out. The transaction starts with a
 // marker naming the writes' origin (../replicate/tag.ts), so the destination's oplog says they
-// are mmm's; consecutive writes to one collection go out as one ordered bulk write. A
+// are mmm's; consecutive writes to one collection go out as ordered write commands of
+// statements encoded by ./statements.ts (or, with a driver that cannot send them so, as one
+// ordered bulk write). A
 // replication loop applies its batches through ./parallel.ts, which splits them by document
 // and regroups them, and falls back on applyInOrder, in oplog order, when the destination
 // refuses a write.
@@ -31,7 +33,8 @@ import { conflictsCollection } from '../conflict/record.ts';
 import { markerDeletes } from '../replicate/marker-deletes.ts';
 import { MARKER_COLLECTION, MMM_DATABASE, RUN_ID, type MarkerId } from '../replicate/tag.ts';
 import { latest, type CarriedClock } from './carried-clock.ts';
-import { insertDocuments, insertsAsBytes, InsertWriteError } from './insert-command.ts';
+import { sendGroup } from './statements.ts';
+import { statementsAsBytes, StatementWriteError } from './write-commands.ts';
 import type { RefusedWrites } from './refused.ts';
 import { isTransient, NAMESPACE_EXISTS, serverErrorCode } from './transient.ts';
 import { rebuildDocument, translateInsert, translateUpdate, type UpdateSpec } from './update.ts';
@@ -375,12 +378,11 @@ async function statements(
     }
     let end = start + 1;
     if (!oneByOne && !isRebuild(first)) {
-      while (end < writes.length && sameStatement(first, writes[end]!, upsertInserts)) end++;
+      while (end < writes.length && sameStatement(first, writes[end]!)) end++;
     }
     try {
-      const asBytes = bytesToInsert(first, upsertInserts);
       if (isRebuild(first)) await rebuild(client, session, first, maxTimeMS, stats);
-      else if (asBytes) stats.inserted += await insertDocuments(client, session, first.ns, writes.slice(start, end).map((w) => bytesToInsert(w, upsertInserts)!), maxTimeMS);
+      else if (statementsAsBytes) await sendGroup(client, session, writes.slice(start, end), maxTimeMS, stats, upsertInserts);
       else await bulk(client, session, writes.slice(start, end), maxTimeMS, stats, upsertInserts);
     } catch (err) {
       const index = refusedIndex(err, end - start);
@@ -417,14 +419,9 @@ function deletesOfRun(writes: readonly DestinationWrite[], start: number): strin
 /** Makes each marker's list differ from the one before, so that the oplog always logs it. */
 let markerLists = 0;
 
-function sameStatement(a: DestinationWrite, b: DestinationWrite, upsertInserts: boolean): boolean {
-  return b.ns === a.ns && b.origin === a.origin && !isRebuild(b) && (bytesToInsert(a, upsertInserts) === undefined) === (bytesToInsert(b, upsertInserts) === undefined);
-}
-
-/** The document of a plain insert that came as bytes, sent as they are (./insert-command.ts) where the driver allows it. */
-function bytesToInsert(w: DestinationWrite, upsertInserts: boolean): Uint8Array | undefined {
-  if (!insertsAsBytes || upsertInserts || w.kind !== 'insert' || w.spec.kind !== 'replacement') return undefined;
-  return w.spec.bytes;
+/** Whether `b` goes out with `a`, the first write of a statement: the same collection and origin, and not a rebuild. */
+function sameStatement(a: DestinationWrite, b: DestinationWrite): boolean {
+  return b.ns === a.ns && b.origin === a.origin && !isRebuild(b);
 }
 
 type RebuildWrite = Exclude<DestinationWrite, { kind: 'delete' }> & { spec: Extract<UpdateSpec, { kind: 'rebuild' }> };
@@ -450,6 +447,7 @@ function bulkOperation(w: DestinationWrite, upsertInserts: boolean): AnyBulkWrit
   }
 }
 
+/** `group` as one ordered bulkWrite: for a driver that cannot send statements as bytes (./write-commands.ts). */
 async function bulk(
   client: MongoClient,
   session: ClientSession,
@@ -519,7 +517,7 @@ const DOCUMENT_REFUSED = new Set([
  */
 function refusedIndex(err: unknown, count: number): number | undefined {
   if (isTransient(err)) return undefined;
-  if (err instanceof InsertWriteError) return err.code === TRANSACTION_TOO_LARGE_FOR_CACHE ? undefined : err.index;
+  if (err instanceof StatementWriteError) return err.code === TRANSACTION_TOO_LARGE_FOR_CACHE ? undefined : err.index;
   if (err instanceof MongoBulkWriteError) {
     // Ordered: everything before the failed index ran, nothing after it was tried.
     const first = ([] as WriteError[]).concat(err.writeErrors)[0];

@@ -1,5 +1,5 @@
 // A document kept as its BSON and decoded only when something first reads it: an insert's `o`,
-// which the write path sends on as the bytes it came in (../apply/insert-command.ts), so that
+// which the write path sends on as the bytes it came in (../apply/write-commands.ts), so that
 // most inserted documents are never decoded at all. Objects that hold one expose the document
 // through a getter of their class (RawInsert's `o`), so that readers see a plain document; with
 // no setter, so that nothing can make the document and the bytes that are written differ (an

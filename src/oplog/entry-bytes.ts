@@ -6,7 +6,7 @@
 // the rest (about 3 µs of the 5 an entry of a 1 KB document took here). So an update or a delete
 // is decoded from a copy of its BSON that holds only the fields the decoder reads, and an insert
 // from its few fields directly, its document left as bytes (../bson/lazy-document.ts), which the
-// writer sends on as they are (../apply/insert-command.ts). A transaction's `applyOps` is read
+// writer sends on as they are (../apply/write-commands.ts). A transaction's `applyOps` is read
 // the same way, operation by operation: its inserts' documents stay bytes too, so neither a
 // user's transaction nor mmm's own (an echo, which is dropped, or a ring's relay, which is sent
 // on) decodes them. Any other entry (a command, a no-op) is decoded whole.
