@@ -48,17 +48,26 @@ test('an insert entry: position, namespace, wall time and document as a whole de
   }, TypeError);
 });
 
-test('update and delete entries carry what the decoder reads, and nothing of the session', () => {
+test('update and delete entries carry what the decoder reads, and nothing of the session; an update\'s o left as its bytes', () => {
+  const fieldNames = ['ts', 'op', 'ns', 'o', 'o2', 'ui', 'wall', 'fromMigrate'];
   for (const fields of [
     { op: 'u', ns: 'db.c', o: { $v: 2, diff: { u: { a: new Int32(1) } } }, o2: { _id: new ObjectId() } },
+    { op: 'u', ns: 'db.c', o: { _id: 'r', b: 1 }, o2: { _id: 'r' }, fromMigrate: true },
     { op: 'd', ns: 'db.c', o: { _id: 'x' }, fromMigrate: true },
   ]) {
     const buf = logged(fields);
     const whole = BSON.deserialize(buf, ENTRY_DECODE);
     const entry = decodeEntryBytes(buf) as Document;
-    assert.deepEqual(Object.keys(entry).sort(), Object.keys(whole).filter((k) => ['ts', 'op', 'ns', 'o', 'o2', 'ui', 'wall', 'fromMigrate'].includes(k)).sort());
-    for (const key of Object.keys(entry)) assert.equal(ejson(entry[key]), ejson(whole[key]), `${fields.op}: ${key}`);
+    for (const key of fieldNames) assert.equal(ejson(entry[key]), ejson(whole[key]), `${fields.op}: ${key}`);
+    for (const key of Object.keys(entry)) assert.ok(fieldNames.includes(key) || key === 'rawUpdate', `${fields.op}: ${key}`);
     assert.equal(entry.raw, undefined);
+    if (fields.op === 'u') {
+      assert.deepEqual(Buffer.from(entry.rawUpdate.bytes), Buffer.from(BSON.serialize(fields.o)));
+      assert.equal(entry.o, entry.o, 'decoded once');
+      assert.throws(() => {
+        entry.o = {};
+      }, TypeError);
+    } else assert.equal(entry.rawUpdate, undefined);
   }
 });
 
@@ -118,6 +127,17 @@ test('a change decoded from an insert entry keeps its bytes, undecoded until rea
   assert.equal(ejson(change.o), ejson({ _id: new Int32(1), a: 'x' }));
 });
 
+test('a change decoded from an update entry keeps its o as bytes, undecoded until read, beside o2 and its pre-image key', () => {
+  const o = { $v: 2, diff: { u: { a: 'y' } } };
+  const buf = logged({ op: 'u', ns: 'db.c', o, o2: { _id: 1 } });
+  const [change] = new OplogDecoder(new Timestamp({ t: 0, i: 0 })).decode([decodeEntryBytes(buf)]).changes;
+  assert.deepEqual(Buffer.from(change!.rawUpdate!.bytes), Buffer.from(BSON.serialize(o)));
+  assert.equal(change!.raw, undefined);
+  assert.equal(ejson(change!.o), ejson(BSON.deserialize(BSON.serialize(o), ENTRY_DECODE)));
+  assert.equal(ejson(change!.o2), ejson({ _id: new Int32(1) }));
+  assert.equal(change!.preImage?.applyOpsIndex, 0);
+});
+
 test('taggedBytes: the document without its own __mmm, then the tag, as the decoded path writes it', () => {
   const cases: Document[] = [
     { _id: new ObjectId(), a: new Int32(1), b: { c: [new Long(2), 'd'] } },
@@ -165,4 +185,19 @@ test("an _id its decoded value would not find is left to the decoded path: a sub
 
 test('this driver lets writes go out as statements in bytes (an upgrade that removes it sends them through bulkWrite, inserts decoded: this says so)', () => {
   assert.equal(statementsAsBytes, true);
+});
+
+test('an entry holding what the server does not write is decoded whole, as before: a ui that is not a UUID, a fromMigrate byte other than 0 or 1', () => {
+  const odd = logged({ op: 'u', ns: 'db.c', o: { $v: 2, diff: { u: { a: 1 } } }, o2: { _id: 1 } });
+  // The ui logged() adds, as a binary of subtype 3 instead of 4.
+  const ui = Buffer.from(odd).indexOf(Buffer.from('ui\0'));
+  const subtype3 = Buffer.from(odd);
+  subtype3[ui + 3 + 4] = 3;
+  const entry = decodeEntryBytes(subtype3);
+  assert.equal(entry.rawUpdate, undefined);
+  assert.equal(ejson(entry.ui), ejson(BSON.deserialize(subtype3, ENTRY_DECODE).ui));
+  const migrated = Buffer.from(logged({ op: 'd', ns: 'db.c', o: { _id: 'x' }, fromMigrate: true }));
+  migrated[migrated.indexOf(Buffer.from('fromMigrate\0')) + 'fromMigrate\0'.length] = 2;
+  assert.throws(() => BSON.deserialize(migrated, ENTRY_DECODE));
+  assert.throws(() => decodeEntryBytes(migrated));
 });

@@ -124,6 +124,20 @@ test('updates as $v:2 diffs: new, changed and removed fields, nested sub-diffs',
   await assertSame();
 });
 
+test('an update of top-level fields keeps its values byte for byte, names that are whole numbers included (sent as the oplog holds them)', async () => {
+  const id = 'updated in order';
+  await coll('server_a').insertOne({ _id: id, x: 0, y: 0 });
+  // A JavaScript object would list "3" before "b"; the diff's bytes do not.
+  const value = new Map<string, unknown>([['b', 1], ['3', new Map<string, unknown>([['c', 2], ['0', 3]])]]);
+  await coll('server_a').updateOne({ _id: id }, { $set: { x: value }, $unset: { y: '' } } as never);
+  await settle(topology, clients);
+  const source = await stored(coll('server_a') as unknown as Collection<Document>, id);
+  const { rest } = splitTag(await stored(coll('server_b') as unknown as Collection<Document>, id));
+  assert.equal(show(rest), show(source));
+  assert.deepEqual(rest, Buffer.from(source));
+  await coll('server_a').deleteOne({ _id: id });
+});
+
 test('updates as $v:2 array diffs: append, resize, element updates together', async () => {
   await coll('server_a').insertOne({ _id: 3, arr: [1, 2, 3, 4, 5], objs: [{ k: 1 }, { k: 2 }] });
   await coll('server_a').updateOne({ _id: 3 }, { $push: { arr: 6 } } as Document);

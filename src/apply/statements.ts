@@ -3,9 +3,11 @@
 // order, and consecutive statements of one command go out together, as the driver's ordered
 // bulkWrite would send them, without its machinery: it sized each statement, copied it into
 // operation objects of its own and encoded it in the command, about a fifth of mmm's CPU in a
-// catch-up of updates. A document that came as bytes is spliced into its statement as it is.
+// catch-up of updates. A document or a modifier that came as bytes is spliced into its
+// statement as it is.
 
 import { BSON, type ClientSession, type MongoClient } from 'mongodb';
+import { copyBytes } from '../bson/raw.ts';
 import { sendStatements, StatementWriteError, type WriteCommand } from './write-commands.ts';
 import type { ApplyStats, DestinationWrite } from './writer.ts';
 
@@ -29,6 +31,7 @@ export function statementOf(w: DestinationWrite, command: WriteCommand): Uint8Ar
     return BSON.serialize({ q: { _id: w.id }, u: spec.document, upsert: w.upsert }, ENCODE);
   }
   if (spec.kind === 'rebuild') throw new Error('a rebuild is its own statement');
+  if (spec.kind === 'modifier' && spec.bytes) return updateWithDocument(BSON.serialize({ _id: w.id }, ENCODE), spec.bytes, w.upsert);
   return BSON.serialize({ q: { _id: w.id }, u: spec.kind === 'modifier' ? spec.update : spec.pipeline, upsert: w.upsert }, ENCODE);
 }
 
@@ -43,19 +46,20 @@ function updateWithDocument(filter: Uint8Array, document: Uint8Array, upsert: bo
   const length = 4 + (1 + Q.length + filter.length) + (1 + U.length + document.length) + (1 + UPSERT.length + 1) + 1;
   const out = Buffer.allocUnsafe(length);
   out.writeInt32LE(length, 0);
-  let at = 4;
-  const element = (type: number, name: Buffer, value: Uint8Array) => {
-    out[at++] = type;
-    out.set(name, at);
-    at += name.length;
-    out.set(value, at);
-    at += value.length;
-  };
-  element(DOCUMENT, Q, filter);
-  element(DOCUMENT, U, document);
-  element(BOOLEAN, UPSERT, Uint8Array.of(upsert ? 1 : 0));
+  let at = putElement(out, 4, DOCUMENT, Q, filter);
+  at = putElement(out, at, DOCUMENT, U, document);
+  out[at++] = BOOLEAN;
+  at += copyBytes(UPSERT, 0, UPSERT.length, out, at);
+  out[at++] = upsert ? 1 : 0;
   out[at] = 0;
   return out;
+}
+
+/** Writes the element `name` (with its 0) of `type` and `value` (its bytes) at `at`; returns where it ends. */
+function putElement(out: Buffer, at: number, type: number, name: Buffer, value: Uint8Array): number {
+  out[at++] = type;
+  at += copyBytes(name, 0, name.length, out, at);
+  return at + copyBytes(value, 0, value.length, out, at);
 }
 
 /**
@@ -77,18 +81,18 @@ export async function sendGroup(
     let end = start + 1;
     while (end < group.length && commandOf(group[end]!, upsertInserts) === command) end++;
     const run = group.slice(start, end);
-    const counts = await sendStatements(client, session, command, ns, run.map((w) => statementOf(w, command)), maxTimeMS).catch((err: unknown) => {
+    const n = await sendStatements(client, session, command, ns, run.map((w) => statementOf(w, command)), maxTimeMS).catch((err: unknown) => {
       throw err instanceof StatementWriteError ? err.shifted(start) : err;
     });
-    if (command === 'delete') stats.deleted += counts.n;
-    else if (command === 'insert') stats.inserted += counts.n;
+    if (command === 'delete') stats.deleted += n;
+    else if (command === 'insert') stats.inserted += n;
     else {
       for (const w of run) {
         if (w.kind === 'insert') stats.inserted++;
         else stats.updated++;
       }
       // An upsert always finds or creates its document; an update may find none.
-      stats.missed += Math.max(0, run.length - counts.n);
+      stats.missed += Math.max(0, run.length - n);
     }
     start = end;
   }

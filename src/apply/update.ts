@@ -60,7 +60,9 @@ export type UpdateSpec =
   // For collection.replaceOne({_id}, document). An insert that came as bytes has `bytes`, its
   // document as BSON, tagged: sent as it is, `document` then decoded from it only when read.
   | { kind: 'replacement'; document: Document; bytes?: Uint8Array }
-  | { kind: 'modifier'; update: Document } // classic {$set, $unset} for updateOne
+  // Classic {$set, $unset} for updateOne. One made from the entry's bytes (./update-bytes.ts)
+  // has `bytes`, sent as they are, `update` then decoded from them only when read.
+  | { kind: 'modifier'; update: Document; bytes?: Uint8Array }
   | { kind: 'pipeline'; pipeline: Document[] } // aggregation-pipeline update for updateOne
   // A `$v: 2` diff (`o.diff`) too deep for a pipeline: read the destination's document, then
   // write rebuildDocument(current, spec, tag) in its place (in the same transaction).
@@ -91,8 +93,8 @@ function tagged(document: Document, tag: string): Document {
  * written decoded, as the filters of its later writes are.
  */
 export function translateInsert(raw: Uint8Array, tag: string): { id: unknown; spec: UpdateSpec } | undefined {
-  const { bytes, id, exactId, dollarName } = taggedBytes(raw, tag);
-  if (dollarName || !exactId) return undefined;
+  const { bytes, id, exactId, dollarName, repeatedTag } = taggedBytes(raw, tag);
+  if (dollarName || !exactId || repeatedTag) return undefined;
   return { id, spec: new BytesReplacement(bytes) };
 }
 

@@ -53,17 +53,13 @@ export class StatementWriteError extends MongoServerError {
   }
 }
 
-/** What the server counted: `n` documents inserted, matched or upserted, or deleted. */
-export interface StatementCounts {
-  n: number;
-  upserted: number;
-}
 
 /**
  * Sends `statements` (BSON, in order: documents for `insert`, `{q, u, upsert}` for `update`,
  * `{q, limit}` for `delete`) to collection `ns` within `session`'s transaction, as ordered
  * commands; throws StatementWriteError at the first refused one (the server stops there, and
- * the refusal aborts the transaction).
+ * the refusal aborts the transaction). Returns what the server counted: documents inserted,
+ * matched or upserted, or deleted.
  */
 export async function sendStatements(
   client: MongoClient,
@@ -72,12 +68,12 @@ export async function sendStatements(
   ns: string,
   statements: readonly Uint8Array[],
   maxTimeMS: number,
-): Promise<StatementCounts> {
+): Promise<number> {
   if (!DocumentSequence) throw new Error('this driver cannot send statements as bytes');
   const dot = ns.indexOf('.');
   const db = client.db(ns.slice(0, dot));
   const collection = ns.slice(dot + 1);
-  const counts: StatementCounts = { n: 0, upserted: 0 };
+  let n = 0;
   for (let start = 0; start < statements.length; ) {
     const sequence = new DocumentSequence(STATEMENTS_FIELD[command]);
     let bytes = 0;
@@ -91,9 +87,8 @@ export async function sendStatements(
     const reply = await db.command({ [command]: collection, [STATEMENTS_FIELD[command]]: sequence, ordered: true, maxTimeMS }, { session });
     const refused = (reply.writeErrors as Array<{ index: number; code: number; errmsg: string }> | undefined)?.[0];
     if (refused) throw new StatementWriteError(start + refused.index, refused);
-    counts.n += Number(reply.n);
-    counts.upserted += Array.isArray(reply.upserted) ? reply.upserted.length : 0;
+    n += Number(reply.n);
     start = end;
   }
-  return counts;
+  return n;
 }

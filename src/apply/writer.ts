@@ -38,6 +38,7 @@ import { statementsAsBytes, StatementWriteError } from './write-commands.ts';
 import type { RefusedWrites } from './refused.ts';
 import { isTransient, NAMESPACE_EXISTS, serverErrorCode } from './transient.ts';
 import { rebuildDocument, translateInsert, translateUpdate, type UpdateSpec } from './update.ts';
+import { translateUpdateBytes } from './update-bytes.ts';
 
 interface WriteBase {
   /** Namespace on the destination. */
@@ -79,9 +80,14 @@ export function planWrite(change: Change, ns: string, tag: string, origin: strin
       const spec = fromBytes ? fromBytes.spec : translateUpdate(change.o, tag);
       return { ns, origin, tag, change, check: undefined, kind: 'insert', id, spec, upsert: true };
     }
-    case 'u':
+    case 'u': {
       // A replacement (it has `_id`) holds the whole document too; a diff needs the old one.
-      return { ns, origin, tag, change, check: undefined, kind: 'update', id: change.o2?._id, spec: translateUpdate(change.o, tag), upsert: '_id' in change.o };
+      // One that came as bytes stays bytes where it can (translateUpdateBytes).
+      const fromBytes = change.rawUpdate && translateUpdateBytes(change.rawUpdate.bytes, tag);
+      const spec = fromBytes ? fromBytes.spec : translateUpdate(change.o, tag);
+      const upsert = fromBytes ? fromBytes.upsert : '_id' in change.o;
+      return { ns, origin, tag, change, check: undefined, kind: 'update', id: change.o2?._id, spec, upsert };
+    }
     case 'd':
       return { ns, origin, tag, change, check: undefined, kind: 'delete', id: change.o._id, spec: undefined, upsert: false };
   }

@@ -1,7 +1,7 @@
 // A document kept as its BSON and decoded only when something first reads it: an insert's `o`,
 // which the write path sends on as the bytes it came in (../apply/write-commands.ts), so that
 // most inserted documents are never decoded at all. Objects that hold one expose the document
-// through a getter of their class (RawInsert's `o`), so that readers see a plain document; with
+// through a getter of their class (RawInsert's and RawUpdate's `o`), so that readers see a plain document; with
 // no setter, so that nothing can make the document and the bytes that are written differ (an
 // assignment throws).
 
@@ -23,6 +23,25 @@ export class RawInsert {
 
   get o(): Document {
     return this.raw.document;
+  }
+}
+
+/**
+ * An update logged alone whose `o` is a RawDocument, as an entry and as a change: the writer
+ * sends a `$v: 2` diff of top-level fields on as the bytes of its `$set` and `$unset`, and a
+ * replacement as its document's bytes (../apply/update-bytes.ts, translateUpdateBytes), so `o` is
+ * decoded only where something else reads it. A getter of the class, as RawInsert's.
+ */
+export class RawUpdate {
+  readonly op = 'u' as const;
+
+  constructor(
+    readonly ns: string,
+    readonly rawUpdate: RawDocument,
+  ) {}
+
+  get o(): Document {
+    return this.rawUpdate.document;
   }
 }
 

@@ -91,16 +91,40 @@ function valueLength(bytes: Uint8Array, type: number, at: number): number {
 export function forEachElement(bytes: Uint8Array, visit: (type: number, start: number, nameEnd: number, valueStart: number, end: number) => boolean | void): void {
   const length = int32(bytes, 0);
   if (length !== bytes.length || bytes[length - 1] !== 0) throw new MalformedBsonError(`a document of ${bytes.length} bytes says it has ${length}`);
-  const last = length - 1;
-  for (let at = 4; at < last; ) {
+  for (let at = 4; at < length - 1; ) {
     const type = bytes[at]!;
     const nameEnd = cstringEnd(bytes, at + 1);
-    const valueStart = nameEnd + 1;
-    const end = valueStart + valueLength(bytes, type, valueStart);
-    if (end > last) throw new MalformedBsonError(`an element at offset ${at} runs past the end of its document`);
-    if (visit(type, at, nameEnd, valueStart, end) === true) return;
+    const end = elementEnd(bytes, at, type, nameEnd, length - 1);
+    if (visit(type, at, nameEnd, nameEnd + 1, end) === true) return;
     at = end;
   }
+}
+
+/** Where the element at `at` (of `type`, its name ending at `nameEnd`) ends; throws MalformedBsonError past `last`. */
+function elementEnd(bytes: Uint8Array, at: number, type: number, nameEnd: number, last: number): number {
+  const end = nameEnd + 1 + valueLength(bytes, type, nameEnd + 1);
+  if (end > last) throw new MalformedBsonError(`an element at offset ${at} runs past the end of its document`);
+  return end;
+}
+
+/** The places in an element span (readElement): its type, where its name ends (the 0, its value starting after it), where it ends. */
+export const SPAN_TYPE = 0;
+export const SPAN_NAME_END = 1;
+export const SPAN_END = 2;
+export const ELEMENT_SPAN = 3;
+
+/**
+ * Reads the element that starts at `at` of a document whose elements end at `last` (the offset
+ * of its terminating 0) into `span` (SPAN_TYPE, SPAN_NAME_END, SPAN_END): forEachElement's
+ * step without a function called per element, for code that runs for every write; throws
+ * MalformedBsonError where the element does not fit.
+ */
+export function readElement(bytes: Uint8Array, at: number, last: number, span: Int32Array): void {
+  const type = bytes[at]!;
+  const nameEnd = cstringEnd(bytes, at + 1);
+  span[SPAN_TYPE] = type;
+  span[SPAN_NAME_END] = nameEnd;
+  span[SPAN_END] = elementEnd(bytes, at, type, nameEnd, last);
 }
 
 /** Every top-level element, in order, with its name. */
@@ -110,6 +134,16 @@ export function topLevelElements(bytes: Uint8Array): Array<ElementSpan & { name:
     spans.push({ type, start, valueStart, end, name: Buffer.from(bytes.buffer, bytes.byteOffset + start + 1, nameEnd - start - 1).toString('utf8') });
   });
   return spans;
+}
+
+/**
+ * Copies `from[start, end)` into `to` at `at`; returns how many bytes. A loop for a few bytes,
+ * where Buffer's copy and set cost more than the copying (an element of an update, a name).
+ */
+export function copyBytes(from: Uint8Array, start: number, end: number, to: Uint8Array, at: number): number {
+  if (end - start > 64) to.set(from.subarray(start, end), at);
+  else for (let k = start; k < end; k++) to[at++] = from[k]!;
+  return end - start;
 }
 
 /** Whether the element name at `[nameStart, nameEnd)` (forEachElement's `start + 1` and `nameEnd`) is `name`'s bytes. */
@@ -199,6 +233,8 @@ export interface TaggedBytes {
    */
   exactId: boolean;
   dollarName: boolean;
+  /** A second top-level `__mmm`: only the first is left out here, where decoding drops every one (the caller decodes). */
+  repeatedTag: boolean;
 }
 
 /**
@@ -216,6 +252,7 @@ export function taggedBytes(bytes: Uint8Array, tag: string): TaggedBytes {
   let exactId = false;
   let skip: ElementSpan | undefined;
   let dollarName = false;
+  let repeatedTag = false;
   forEachElement(bytes, (type, start, nameEnd, valueStart, end) => {
     if (bytes[start + 1] === 0x24) dollarName = true;
     else if (!idFound && nameIs(bytes, start + 1, nameEnd, ID_NAME)) {
@@ -228,7 +265,10 @@ export function taggedBytes(bytes: Uint8Array, tag: string): TaggedBytes {
         id = BSON.deserialize(own, EXACT_DECODE)._id;
         exactId = Buffer.compare(BSON.serialize({ _id: id }), own) === 0;
       } catch {}
-    } else if (skip === undefined && nameIs(bytes, start + 1, nameEnd, TAG_NAME)) skip = { type, start, valueStart, end };
+    } else if (nameIs(bytes, start + 1, nameEnd, TAG_NAME)) {
+      if (skip === undefined) skip = { type, start, valueStart, end };
+      else repeatedTag = true;
+    }
   });
   const value = Buffer.from(tag, 'utf8');
   const kept = bytes.length - 1 - (skip ? skip.end - skip.start : 0);
@@ -252,7 +292,7 @@ export function taggedBytes(bytes: Uint8Array, tag: string): TaggedBytes {
   out[at++] = 0;
   out[at++] = 0;
   out.writeInt32LE(out.length, 0);
-  return { bytes: out, id, exactId, dollarName };
+  return { bytes: out, id, exactId, dollarName, repeatedTag };
 }
 
 /** A document of the one element `bytes[span]`: for decoding one value on its own. */

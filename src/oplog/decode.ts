@@ -17,7 +17,7 @@
 // transaction that has not finished, or a restart would resume in its middle and lose its start.
 
 import type { Document, Timestamp } from 'mongodb';
-import { RawInsert } from '../bson/lazy-document.ts';
+import { RawInsert, RawUpdate } from '../bson/lazy-document.ts';
 import { UnsupportedOplogEntryError } from '../errors.ts';
 import { deleteKey, loggedMarkerDeletes } from '../replicate/marker-deletes.ts';
 import { carriedTag, MARKER_NAMESPACE, markerOrigin } from '../replicate/tag.ts';
@@ -148,13 +148,13 @@ function withPreImage(c: Change, ui: CrudOp['ui'], ts: OplogEntry['ts'], applyOp
 }
 
 function change(op: CrudOp, entry: OplogEntry, seq: number, origin?: string): Change {
-  // An insert kept as bytes (OplogEntry.raw) keeps them, its `o` still undecoded.
+  // An insert or an update kept as bytes (OplogEntry.raw, .rawUpdate) keeps them, its `o` still undecoded.
   let c: Change;
-  if (op.raw) {
-    const inserted = new RawInsert(op.ns, op.raw) as RawInsert & Change;
-    inserted.ts = entry.ts;
-    inserted.seq = seq;
-    c = inserted;
+  if (op.raw || op.rawUpdate) {
+    const kept = (op.raw ? new RawInsert(op.ns, op.raw) : new RawUpdate(op.ns, op.rawUpdate!)) as (RawInsert | RawUpdate) & Change;
+    kept.ts = entry.ts;
+    kept.seq = seq;
+    c = kept;
   } else c = { op: op.op, ns: op.ns, o: op.o, ts: entry.ts, seq };
   if (op.o2) c.o2 = op.o2;
   if (entry.wall) c.wall = entry.wall;

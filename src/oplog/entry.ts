@@ -27,6 +27,11 @@ export interface OplogEntry {
    * `o` is then decoded from it when first read (./entry-bytes.ts).
    */
   raw?: RawDocument;
+  /**
+   * An update logged alone: its `o` as the oplog holds it, which the write path sends on where
+   * it can; `o` is then decoded from it when first read (./entry-bytes.ts).
+   */
+  rawUpdate?: RawDocument;
   /** For updates: `{_id}` (plus any shard key). */
   o2?: Document;
   /** Wall-clock time of the write (MongoDB 4.2+). */
@@ -48,6 +53,8 @@ export interface CrudOp {
   o: Document;
   /** See OplogEntry. */
   raw?: RawDocument;
+  /** See OplogEntry. */
+  rawUpdate?: RawDocument;
   o2?: Document;
   fromMigrate?: boolean;
   ui?: Binary;
