@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BSON, Double, Int32, type Collection, type Document, type MongoClient, type Timestamp } from 'mongodb';
+import { BSON, Double, Int32, UUID, type Collection, type Document, type MongoClient, type Timestamp } from 'mongodb';
 import { pino } from 'pino';
 import { ReplicationConfigStore } from '../src/config/store.ts';
 import type { Logger } from '../src/log.ts';
@@ -50,6 +50,7 @@ const REPLAY_DELETED = 'edges.replay_deleted';
 const SAME_SECOND = 'edges.same_second';
 const UNREAD = 'edges.unread';
 const PREFER_BACK = 'edges.prefer_back';
+const MESH_DELETED = 'edges.mesh_deleted';
 
 let cluster: Cluster;
 let clients: Map<string, MongoClient>;
@@ -68,6 +69,7 @@ before(async () => {
     await link(A, B, ns);
     await link(B, A, ns);
   }
+  for (const [src, dst] of [[A, B], [B, A], [B, C], [C, B], [A, C], [C, A]] as const) await link(src, dst, MESH_DELETED);
   // B -> A carries inserts only: no way back for A's updates, so A -> B is a replica's link.
   await link(A, B, ONE_WAY_UPDATES, 'iud');
   await link(B, A, ONE_WAY_UPDATES, 'i');
@@ -89,9 +91,18 @@ function collection(server: string, ns: string): Collection<Document> {
   return client(server).db(db).collection(name);
 }
 
-function startRun(logger?: Logger, settings?: Partial<ReplicationSettings>): void {
+function startRun(logger?: Logger, settings?: Partial<ReplicationSettings>, only?: string): void {
   assert.equal(mmm, undefined, 'no run is running');
-  mmm = startMmm(cluster.topology, { ...(logger ? { logger } : {}), ...(settings ? { settings } : {}) });
+  mmm = startMmm(cluster.topology, { ...(logger ? { logger } : {}), ...(settings ? { settings } : {}), ...(only ? { only } : {}) });
+}
+
+/** Waits until the checkpoint of `server`'s loop from `source` is at `ts` or past it. */
+async function appliedUpTo(server: string, source: string, ts: Timestamp): Promise<void> {
+  const configs = client(server).db('local').collection<{ _id: UUID; checkpoint?: Timestamp }>('mmm');
+  await eventually(`${server} has applied ${source}'s oplog up to ${ts.toString()}`, async () => {
+    const checkpoint = (await configs.findOne({ _id: new UUID(idOf(source)) }))?.checkpoint;
+    return checkpoint !== undefined && !checkpoint.lessThan(ts);
+  }, 60_000);
 }
 
 /** Stops `run`, and fails unless every loop ran until stopped. */
@@ -261,6 +272,35 @@ test('an insert on A, and on B a later insert and delete of that _id: gone from 
     { id: record.id, won: showVersion(record.won), lost: showVersion(record.lost) },
     { id: 'gone', won: showVersion(onB.version), lost: showVersion(onA.version) },
   );
+});
+
+test("a mesh of three: B deletes what C inserted, and the delete reaches A before the insert (C away meanwhile): gone from all three, no conflict", async () => {
+  await prepare(async () => undefined);
+  const id = 'deleted before it arrived';
+  // C's insert reaches B alone; B deletes it, having it.
+  await write(C, MESH_DELETED, id, (c) => c.insertOne({ _id: id as never, from: 'c' }));
+  startRun(undefined, undefined, B);
+  await eventually('B holds C\'s insert', async () => (await collection(B, MESH_DELETED).countDocuments({ _id: id as never })) === 1);
+  await stopRun();
+  const deleted = await write(B, MESH_DELETED, id, (c) => c.deleteOne({ _id: id as never }));
+  // A hears of B's delete while C's oplog cannot be read (a fail point), then of C's insert:
+  // the delete met nothing there, and the insert must not bring the document back.
+  const newestOnC = (await client(C).db('local').collection('oplog.rs').find().sort({ $natural: -1 }).limit(1).next())!.ts as Timestamp;
+  const away = { failCommands: ['find', 'getMore', 'aggregate'], errorCode: 6 };
+  await client(C).db('admin').command({ configureFailPoint: 'failCommand', mode: 'alwaysOn', data: away });
+  try {
+    startRun(undefined, { retryInitialMs: 100, retryMaxMs: 500 }, A);
+    await appliedUpTo(A, B, deleted.version.ts!);
+  } finally {
+    await client(C).db('admin').command({ configureFailPoint: 'failCommand', mode: 'off' });
+  }
+  await appliedUpTo(A, C, newestOnC);
+  await stopRun();
+  assert.equal(await collection(A, MESH_DELETED).countDocuments({ _id: id as never }), 0, "A does not hold C's insert, which B's later delete removed");
+  await replicate(MESH_DELETED, SERVERS);
+  for (const s of SERVERS) assert.equal(await collection(s, MESH_DELETED).countDocuments({ _id: id as never }), 0, `${s} holds none`);
+  // B had C's insert when it deleted it: nothing was concurrent, nothing lost.
+  assert.deepEqual(shownRecords(await recordsByServer(MESH_DELETED)), []);
 });
 
 test('a $set on A, and on B two later ones that bring the document back to the same bytes: both end on B\'s, and A keeps its own', async () => {

@@ -15,7 +15,8 @@
 //
 // With a resolver (../conflict/resolve.ts), a transaction first reads the documents its checked
 // writes meet, and applies, drops or rewrites each of them as the conflict rule says; the
-// conflicts it keeps are written in the same transaction, so they hold exactly when it commits.
+// conflicts it keeps, and the deletes that met no document it keeps (../conflict/tombstones.ts),
+// are written in the same transaction, so they hold exactly when it commits.
 //
 // A process that dies in the middle of a batch cannot harm the replay that follows it: its
 // writes only count once its transaction commits, which takes a command it can no longer
@@ -30,6 +31,7 @@ import type { Logger } from '../log.ts';
 import type { Change } from '../oplog/entry.ts';
 import type { ConflictCheck, ConflictResolver, Resolution } from '../conflict/resolve.ts';
 import { conflictsCollection } from '../conflict/record.ts';
+import { writeTombstones } from '../conflict/tombstones.ts';
 import { markerDeletes } from '../replicate/marker-deletes.ts';
 import { MARKER_COLLECTION, MMM_DATABASE, RUN_ID, type MarkerId } from '../replicate/tag.ts';
 import { latest, type CarriedClock } from './carried-clock.ts';
@@ -336,6 +338,7 @@ async function oneTransaction(
           await conflictsCollection(client).insertMany(resolved.records, { session, maxTimeMS: options.maxTimeMS });
           stats.conflicts = resolved.records.length;
         }
+        if (resolved && resolved.tombstones.length > 0) await writeTombstones(client, session, resolved.tombstones, options.maxTimeMS);
       },
       { writeConcern: options.writeConcern, maxCommitTimeMS: options.maxTimeMS },
     );

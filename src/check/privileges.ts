@@ -16,7 +16,7 @@
 // a grant on every database (readWriteAnyDatabase) covers neither `local` nor `config`.
 
 import type { MongoClient } from 'mongodb';
-import { CONFLICTS_COLLECTION, MARKER_COLLECTION, MMM_DATABASE, REFUSED_COLLECTION } from '../replicate/tag.ts';
+import { CONFLICTS_COLLECTION, MARKER_COLLECTION, MMM_DATABASE, REFUSED_COLLECTION, TOMBSTONES_COLLECTION } from '../replicate/tag.ts';
 
 /** The actions mmm needs on one namespace, and why. */
 export interface Requirement {
@@ -39,7 +39,7 @@ export type Grants = { kind: 'unrestricted' } | { kind: 'privileges'; user: stri
 /** The oplog, where mmm reads a source's changes and status reads each window. */
 const OPLOG = { db: 'local', collection: 'oplog.rs' };
 /** The database where a destination records mmm's own writes (loop breaking) and refused ones. */
-const OWN_COLLECTIONS = [MARKER_COLLECTION, REFUSED_COLLECTION, CONFLICTS_COLLECTION];
+const OWN_COLLECTIONS = [MARKER_COLLECTION, REFUSED_COLLECTION, CONFLICTS_COLLECTION, TOMBSTONES_COLLECTION];
 /** Where a source keeps the pre-images that conflict detection reads. */
 const PRE_IMAGES = { db: 'config', collection: 'system.preimages' };
 const READ_WRITE: readonly Action[] = ['find', 'insert', 'update', 'remove'];

@@ -36,6 +36,7 @@ import { lastVersion, madeByMmm } from './last-write.ts';
 import { DestinationHistory } from './history.ts';
 import type { EarlierState } from './preimages.ts';
 import { conflictRecord, type ConflictRecord } from './record.ts';
+import { readTombstones, type Tombstone } from './tombstones.ts';
 import { beats, parseTag, sameVersion, type ConflictPolicy, type Version } from './version.ts';
 
 /** What a write is checked against, planned when it is read. */
@@ -61,18 +62,25 @@ export interface Resolution {
   slowScans: number;
   /** Writes whose document's history on the destination could not be read in time (writtenSince): checked by content alone. */
   unreadHistory: number;
+  /** Deletes that met no document, to keep in `mmm.tombstones` (./tombstones.ts). */
+  tombstones: Tombstone[];
 }
 
 export interface ResolverOptions {
   destinationId: string;
   sourceId: string;
   policy: ConflictPolicy;
+  /** The destination namespaces replicated into from more than one server: their deletes that meet no document are kept (./tombstones.ts). */
+  manySources?: ReadonlySet<string>;
 }
 
 /** The document's state as the walk through the writes knows it. */
 type State =
-  /** `touched`: the destination changed it itself, or deleted it, since the write meeting it was made (usersWrote). */
-  | { kind: 'read'; doc: Buffer | null; version?: Version; touched?: true }
+  /**
+   * `touched`: the destination changed it itself, or deleted it, since the write meeting it was
+   * made (usersWrote). `tombstone`: none is there, and a delete of it that met none is kept (./tombstones.ts).
+   */
+  | { kind: 'read'; doc: Buffer | null; version?: Version; touched?: true; tombstone?: Version }
   /** Made by an applied write: the next write of the source's stream was made on it. */
   | { kind: 'written' }
   /** Unknown: a write went in unchecked. */
@@ -91,7 +99,7 @@ export class ConflictResolver {
   constructor(private readonly options: ResolverOptions) {}
 
   async resolve(client: MongoClient, session: ClientSession, writes: readonly DestinationWrite[], maxTimeMS: number): Promise<Resolution> {
-    const out: Resolution = { writes: [], from: [], records: [], unchecked: 0, rejected: 0, slowScans: 0, unreadHistory: 0 };
+    const out: Resolution = { writes: [], from: [], records: [], unchecked: 0, rejected: 0, slowScans: 0, unreadHistory: 0, tombstones: [] };
     const states = await this.read(client, session, writes, maxTimeMS, (n) => (out.unreadHistory += n));
     for (const [index, w] of writes.entries()) {
       const keep = (write: DestinationWrite) => {
@@ -115,6 +123,7 @@ export class ConflictResolver {
       }
       if (state.kind === 'written' || (untouched(state, w) && matches(state.doc, check.base, w))) {
         keep(w);
+        if (state.kind === 'read' && state.doc === null && w.kind === 'delete') this.keepTombstone(out, w, check.version, state.tombstone);
         states.set(key, { kind: 'written' });
         continue;
       }
@@ -125,7 +134,9 @@ export class ConflictResolver {
         continue;
       }
       const current = state.doc === null ? null : decodeWithoutTag(state.doc);
-      const theirs = state.version ?? (await lastVersion(client, this.options.destinationId, w.ns, w.id, tagOf(state.doc), () => out.slowScans++));
+      // A kept delete is the last version, unless the destination wrote the document since (its oplog says which is later).
+      const inOplog = () => lastVersion(client, this.options.destinationId, w.ns, w.id, tagOf(state.doc), () => out.slowScans++);
+      const theirs = state.version ?? (state.tombstone && !state.touched ? state.tombstone : later(state.tombstone, await inOplog()));
       if (sameVersion(theirs, check.version) || !beats(check.version, theirs, this.options.policy)) {
         // Already applied (a replay), or the destination's version wins: the write is not
         // applied. Lost only to another origin's (a later write of its own is a replay too).
@@ -152,6 +163,13 @@ export class ConflictResolver {
       }
     }
     return out;
+  }
+
+  /** A delete that met no document, where its namespace has several sources: kept, unless a later one is kept already. */
+  private keepTombstone(out: Resolution, w: DestinationWrite, version: Version, kept: Version | undefined): void {
+    if (!this.options.manySources?.has(w.ns)) return;
+    if (kept && !beats(version, kept, LAST_WRITER)) return;
+    out.tombstones.push({ ns: w.ns, id: w.id, tag: w.tag });
   }
 
   /** Says, once the transaction has committed, what it decided that a reader of the log should know. */
@@ -212,6 +230,7 @@ export class ConflictResolver {
         const id = keyElements(doc).id;
         if (id) states.set(storedKey(ns, doc, id), { kind: 'read', doc });
       }
+      if (this.options.manySources?.has(ns)) await this.readTombstones(client, session, ns, firsts, states, maxTimeMS);
     }
     // Asked once per time: one transaction of mmm's writes many documents.
     const mmms = new Map<string, Promise<boolean>>();
@@ -228,6 +247,29 @@ export class ConflictResolver {
       if (state?.kind === 'read' && (await usersWrote(writes, state.doc, byMmm))) states.set(key, { ...state, touched: true });
     }
     return states;
+  }
+
+  /** For the documents of `ns` none is there for, which an insert or update meets first: the deletes kept of them (./tombstones.ts). */
+  private async readTombstones(
+    client: MongoClient,
+    session: ClientSession,
+    ns: string,
+    firsts: Map<string, DestinationWrite>,
+    states: Map<string, State>,
+    maxTimeMS: number,
+  ): Promise<void> {
+    const ids: unknown[] = [];
+    for (const [key, w] of firsts) {
+      const state = states.get(key);
+      if (w.ns === ns && w.kind !== 'delete' && state?.kind === 'read' && state.doc === null) ids.push(w.id);
+    }
+    if (ids.length === 0) return;
+    for (const { id, tag } of await readTombstones(client, session, ns, ids, maxTimeMS)) {
+      const key = documentKey(ns, id);
+      const state = states.get(key);
+      const version = parseTag(tag);
+      if (state?.kind === 'read' && version) states.set(key, { ...state, tombstone: version });
+    }
   }
 
   /**
@@ -401,9 +443,19 @@ async function usersWrote(earlier: readonly EarlierState[], doc: Buffer | null, 
   return false;
 }
 
-/** Whether the destination made no write of its own on the document since `w` was made (a delete meeting none ends as its source does, whoever deleted it here). */
+/**
+ * Whether the destination made no write of its own on the document since `w` was made, and
+ * keeps no delete of it (a delete meeting none ends as its source does, whoever deleted it here).
+ */
 function untouched(state: State & { kind: 'read' }, w: DestinationWrite): boolean {
-  return !state.touched || (w.kind === 'delete' && state.doc === null);
+  return (!state.touched && !state.tombstone) || (w.kind === 'delete' && state.doc === null);
+}
+
+/** Versions are ordered by time, then server id: the later of a kept delete (if any) and the oplog's version. */
+const LAST_WRITER: ConflictPolicy = { kind: 'lww' };
+
+function later(kept: Version | undefined, logged: Version): Version {
+  return kept && beats(kept, logged, LAST_WRITER) ? kept : logged;
 }
 
 /** Whether the write was made on the document the destination holds (`doc`, null: none). */

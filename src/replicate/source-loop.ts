@@ -29,6 +29,7 @@ import { ReadAheadQueue } from './read-ahead.ts';
 import { Router, type RoutedChange } from './route.ts';
 import { keepPreImages, preImageId, readPreImages } from '../conflict/preimages.ts';
 import { prepareConflicts } from '../conflict/record.ts';
+import { prepareTombstones } from '../conflict/tombstones.ts';
 import { ConflictResolver } from '../conflict/resolve.ts';
 import { parseTag } from '../conflict/version.ts';
 import { sleep } from './sleep.ts';
@@ -113,11 +114,14 @@ export class SourceLoop {
   private readonly applyOptions: ApplyOptions;
   /** The links whose writes are checked for conflicts. */
   private readonly resolving: readonly Link[];
+  /** Of their destination namespaces, those that more than one source replicates into (../conflict/tombstones.ts). */
+  private readonly manySources: ReadonlySet<string>;
 
   constructor(private readonly options: SourceLoopOptions) {
     this.links = options.linksBySource.get(options.source.id) ?? [];
     const resolves = options.settings.conflicts.kind === 'off' ? undefined : options.resolves;
     this.resolving = this.links.filter((link) => !link.copying && resolves?.(link) === true);
+    this.manySources = new Set(this.resolving.map((link) => link.dst).filter((dst) => sourcesInto(options.linksBySource, dst) > 1));
     this.router = new Router({
       destinationId: options.destination.id,
       sourceId: options.source.id,
@@ -146,7 +150,7 @@ export class SourceLoop {
       // A write made there after this loop's: later, by the time conflicts are decided with.
       ...(settings.conflicts.kind !== 'off' && settings.carryClock ? { clock: new CarriedClock(this.log) } : {}),
       ...(this.resolving.length > 0
-        ? { resolver: new ConflictResolver({ destinationId: options.destination.id, sourceId: source.id, policy: settings.conflicts }) }
+        ? { resolver: new ConflictResolver({ destinationId: options.destination.id, sourceId: source.id, policy: settings.conflicts, manySources: this.manySources }) }
         : {}),
     };
   }
@@ -220,6 +224,7 @@ export class SourceLoop {
       await keepPreImages(sourceClient, [...new Set(this.resolving.map((link) => link.src))]);
       await keepPreImages(destinationClient, [...new Set(this.resolving.map((link) => link.dst))]);
       await prepareConflicts(destinationClient);
+      if (this.manySources.size > 0) await prepareTombstones(destinationClient);
     }
     const start = this.router.startAt(await store.checkpoint(source.id));
     if (start) return start;
@@ -447,4 +452,11 @@ export class SourceLoop {
 function errorCode(error: Error): { code?: number } {
   const code = serverErrorCode(error);
   return code === undefined ? {} : { code };
+}
+
+/** How many sources have a link into destination namespace `dst`. */
+function sourcesInto(linksBySource: ReadonlyMap<string, readonly Link[]>, dst: string): number {
+  let sources = 0;
+  for (const links of linksBySource.values()) if (links.some((link) => link.dst === dst)) sources++;
+  return sources;
 }

@@ -44,6 +44,8 @@ export const MARKER_NAMESPACE = `${MMM_DATABASE}.${MARKER_COLLECTION}`;
 export const REFUSED_COLLECTION = 'refused';
 /** Where a server keeps the versions of its that lost a conflict (../conflict/record.ts). */
 export const CONFLICTS_COLLECTION = 'conflicts';
+/** Deletes that met no document where several servers replicate into one collection (../conflict/tombstones.ts). */
+export const TOMBSTONES_COLLECTION = 'tombstones';
 
 export function makeTag(origin: string, ts: Timestamp): string {
   return `${origin}:${ts.t}:${ts.i}`;
