@@ -25,14 +25,12 @@ export function commandOf(w: DestinationWrite, upsertInserts: boolean): WriteCom
 export function statementOf(w: DestinationWrite, command: WriteCommand): Uint8Array {
   if (w.kind === 'delete') return BSON.serialize({ q: { _id: w.id }, limit: 1 }, ENCODE);
   const { spec } = w;
-  if (spec.kind === 'replacement') {
-    if (command === 'insert') return spec.bytes ?? BSON.serialize(spec.document, ENCODE);
-    if (spec.bytes) return updateWithDocument(BSON.serialize({ _id: w.id }, ENCODE), spec.bytes, w.upsert);
-    return BSON.serialize({ q: { _id: w.id }, u: spec.document, upsert: w.upsert }, ENCODE);
-  }
   if (spec.kind === 'rebuild') throw new Error('a rebuild is its own statement');
-  if (spec.kind === 'modifier' && spec.bytes) return updateWithDocument(BSON.serialize({ _id: w.id }, ENCODE), spec.bytes, w.upsert);
-  return BSON.serialize({ q: { _id: w.id }, u: spec.kind === 'modifier' ? spec.update : spec.pipeline, upsert: w.upsert }, ENCODE);
+  if (spec.kind === 'replacement' && command === 'insert') return spec.bytes ?? BSON.serialize(spec.document, ENCODE);
+  // A document or a modifier that came as bytes goes into the statement as it is.
+  if (spec.kind !== 'pipeline' && spec.bytes) return updateWithDocument(BSON.serialize({ _id: w.id }, ENCODE), spec.bytes, w.upsert);
+  const u = spec.kind === 'replacement' ? spec.document : spec.kind === 'modifier' ? spec.update : spec.pipeline;
+  return BSON.serialize({ q: { _id: w.id }, u, upsert: w.upsert }, ENCODE);
 }
 
 const DOCUMENT = 0x03;

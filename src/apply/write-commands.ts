@@ -53,7 +53,6 @@ export class StatementWriteError extends MongoServerError {
   }
 }
 
-
 /**
  * Sends `statements` (BSON, in order: documents for `insert`, `{q, u, upsert}` for `update`,
  * `{q, limit}` for `delete`) to collection `ns` within `session`'s transaction, as ordered

@@ -249,7 +249,7 @@ export class ConflictResolver {
     return states;
   }
 
-  /** For the documents of `ns` none is there for, which an insert or update meets first: the deletes kept of them (./tombstones.ts). */
+  /** For the documents of `ns` none is there for: the deletes kept of them (./tombstones.ts), which a write decides against, and a delete keeps if it is later. */
   private async readTombstones(
     client: MongoClient,
     session: ClientSession,
@@ -261,7 +261,7 @@ export class ConflictResolver {
     const ids: unknown[] = [];
     for (const [key, w] of firsts) {
       const state = states.get(key);
-      if (w.ns === ns && w.kind !== 'delete' && state?.kind === 'read' && state.doc === null) ids.push(w.id);
+      if (w.ns === ns && state?.kind === 'read' && state.doc === null) ids.push(w.id);
     }
     if (ids.length === 0) return;
     for (const { id, tag } of await readTombstones(client, session, ns, ids, maxTimeMS)) {
