@@ -2,7 +2,7 @@
 // pure arithmetic on the times a loop measures, so these feed it times rather than wait them.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { BatchBounds, MOST_BYTES_FACTOR, MOST_FACTOR, type Bounds } from '../src/replicate/batch-bounds.ts';
+import { BatchBounds, MOST_BYTES_FACTOR, MOST_FACTOR, PROBE_HOLDS_MS, type Bounds } from '../src/replicate/batch-bounds.ts';
 
 const MB = 1024 * 1024;
 const BASE: Bounds = { applyBatchWrites: 4_000, applyBatchBytes: 8 * MB, readAheadEntries: 4_000, readAheadBytes: 8 * MB };
@@ -41,6 +41,30 @@ test('the round trip is the fastest marker seen lately: a late reply does not gr
   for (let k = 0; k < 32; k++) bounds.roundTrip(80);
   assert.equal(bounds.roundTripMs, 80);
   assert.equal(bounds.applied(300, 1), true);
+});
+
+test('a ping timed before the work holds the round trip down while every marker of a backlog is late', () => {
+  const bounds = new BatchBounds(BASE);
+  assert.equal(bounds.probeDue(0), true);
+  bounds.probed(0.6, 0);
+  assert.equal(bounds.roundTripMs, 0.6);
+  // 32 markers of 12 ms, as on a loaded machine near the destination: the ping's time stands.
+  for (let k = 0; k < 32; k++) bounds.roundTrip(12);
+  assert.equal(bounds.roundTripMs, 0.6);
+  assert.equal(bounds.applied(180, 1), false);
+  assert.deepEqual(bounds.current, BASE);
+});
+
+test('a ping is due again once its time is older than it is held; the next one replaces it', () => {
+  const bounds = new BatchBounds(BASE);
+  bounds.probed(0.6, 1_000);
+  assert.equal(bounds.probeDue(1_000 + PROBE_HOLDS_MS - 1), false);
+  assert.equal(bounds.probeDue(1_000 + PROBE_HOLDS_MS), true);
+  // The link got longer: the new ping, and markers as long, grow the bounds.
+  bounds.probed(100, 1_000 + PROBE_HOLDS_MS);
+  for (let k = 0; k < 32; k++) bounds.roundTrip(104);
+  assert.equal(bounds.roundTripMs, 100);
+  assert.equal(bounds.applied(500, 1), true);
 });
 
 test(`the counts grow at most ${MOST_FACTOR} times, the bytes ${MOST_BYTES_FACTOR} times`, () => {

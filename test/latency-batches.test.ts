@@ -81,6 +81,12 @@ test(`${DELAY_MS} ms each way to the destination: batches grow past the base bou
   assert.ok(grown.bytes > 8 * 1024 * 1024 && grown.bytes <= 16 * 1024 * 1024, `${grown.bytes} bytes a batch`);
 });
 
-test('near the destination the base bounds stay', async () => {
-  assert.deepEqual(await catchUp('near', servers.config), []);
+// Near, the bounds stay as they are on a quiet machine. On a loaded one a loopback reply can wait
+// for a core (20 ms with two busy processes on these two): the loop then does wait, and growing
+// is right. So what is asserted is what the loop measured: a loopback's round trip, never the
+// proxy's. That the arithmetic keeps the base bounds for short round trips: batch-bounds.test.ts.
+test('near the destination the round trip measured is the loopback\'s, far under the proxy\'s', async () => {
+  const changes = await catchUp('near', servers.config);
+  console.log('bounds changed:', JSON.stringify(changes.map(({ roundTripMs, writes, bytes }) => ({ roundTripMs, writes, bytes }))));
+  for (const { roundTripMs } of changes) assert.ok(roundTripMs < DELAY_MS / 2, `a round trip of ${roundTripMs} ms near the destination`);
 });

@@ -10,7 +10,11 @@
 // (entries of 1 MB read ahead and applied 32 MB at a time took mmm from 158 to 332 MB).
 //
 // The round trip is a marker's time (a one-document upsert: the server's part is negligible),
-// the fastest of the last few, since a busy event loop sees a reply late. The work of a batch is
+// the fastest of the last few, since a busy event loop sees a reply late. While a backlog is
+// applied every marker may be late: on a loaded machine (CI's two cores running two suites) the
+// fastest of 32 loopback markers took 12 ms, and the bounds grew near the destination. So a
+// `ping` timed before the work starts, and again every minute, counts too: the round trip is the
+// fastest of both, the ping's held until the next one. The work of a batch is
 // its apply time less those round trips, measured on batches that the bounds cut short (a
 // backlog), and scaled to what a batch as large as the bounds would do: a batch that the source
 // ended says the source is the limit, and one far smaller than the bounds (a read-ahead full of
@@ -38,10 +42,13 @@ export const MOST_BYTES_FACTOR = 2;
 const MIN_FILL = 0.5;
 /** How many markers' times the round trip is the fastest of. */
 const ROUND_TRIP_SAMPLES = 32;
+/** How long a ping's time is held, in ms: a link's latency may change (a failover to a far member). */
+export const PROBE_HOLDS_MS = 60_000;
 
 export class BatchBounds {
   private factor = 1;
   private readonly trips: number[] = [];
+  private probe: { ms: number; at: number } | undefined;
 
   constructor(
     private readonly base: Bounds,
@@ -61,9 +68,20 @@ export class BatchBounds {
     };
   }
 
-  /** The round trip to the destination, in ms, as the markers tell it; undefined before the first. */
+  /** The round trip to the destination, in ms, as the markers and the last ping tell it; undefined before the first. */
   get roundTripMs(): number | undefined {
-    return this.trips.length === 0 ? undefined : Math.min(...this.trips);
+    if (this.trips.length === 0) return this.probe?.ms;
+    return Math.min(this.probe?.ms ?? Infinity, ...this.trips);
+  }
+
+  /** Whether a ping is due (none yet, or the last one is older than PROBE_HOLDS_MS at `now`). */
+  probeDue(now: number): boolean {
+    return this.probe === undefined || now - this.probe.at >= PROBE_HOLDS_MS;
+  }
+
+  /** A ping's time, in ms, measured at `at`: it replaces the one before. */
+  probed(ms: number, at: number): void {
+    this.probe = { ms, at };
   }
 
   /** A marker's time, in ms: about one round trip to the destination. */

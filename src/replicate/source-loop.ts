@@ -210,6 +210,20 @@ export class SourceLoop {
   }
 
   /**
+   * Times a `ping` to the destination for the batch bounds. A failure is left to the writes,
+   * which meet it too and report it; the markers' times still count.
+   */
+  private async probeRoundTrip(bounds: BatchBounds): Promise<void> {
+    const at = performance.now();
+    try {
+      await this.options.destinationClient.db('admin').command({ ping: 1 });
+      bounds.probed(performance.now() - at, at);
+    } catch {
+      // The markers' times still count.
+    }
+  }
+
+  /**
    * Where reading starts: the checkpoint, or earlier for a link it does not cover yet (one added
    * while a run went on: Router.startAt). A loop never run before starts at its links' `since`
    * (when `replicate` made them); links made by older versions, which have none, at the source's
@@ -247,9 +261,10 @@ export class SourceLoop {
    */
   private async *follow(position: Timestamp, signal: AbortSignal, checkpointed: (p: Timestamp) => void): AsyncGenerator<void> {
     const { store, source, destinationClient, settings } = this.options;
-    const oldest = await this.tailer.oldest();
-    if (oldest.greaterThan(position)) throw this.rolledOver(position, oldest);
     const bounds = new BatchBounds(settings);
+    // Timed while nothing else runs: the markers of a backlog may all be late.
+    const [oldest] = await Promise.all([this.tailer.oldest(), this.probeRoundTrip(bounds)]);
+    if (oldest.greaterThan(position)) throw this.rolledOver(position, oldest);
     const capacity = (b: Bounds) => ({ entries: b.readAheadEntries, bytes: b.readAheadBytes });
     const queue = new ReadAheadQueue<ReadBatch>(capacity(bounds.current));
     const applyOptions: ParallelApplyOptions = { ...this.applyOptions, partitions: settings.applyPartitions, roundTrip: (ms) => bounds.roundTrip(ms) };
@@ -258,6 +273,7 @@ export class SourceLoop {
     signal.addEventListener('abort', stopReading, { once: true });
     const reader = this.read(position, reading.signal, queue);
     let recording: Promise<void> = Promise.resolve();
+    let probing: Promise<void> | undefined;
     try {
       while (!signal.aborted) {
         let writes = -1;
@@ -288,6 +304,9 @@ export class SourceLoop {
           if (queue.size === 0) this.observer.idle?.();
           yield;
           continue;
+        }
+        if (!probing && bounds.probeDue(performance.now())) {
+          probing = this.probeRoundTrip(bounds).finally(() => (probing = undefined));
         }
         const planned = taken.length === 1 ? last.writes : taken.flatMap((b) => b.writes);
         const held = taken.reduce((sum, b) => sum + b.bytes, 0);
