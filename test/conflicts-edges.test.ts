@@ -1,7 +1,9 @@
 // Conflicts at the edges the review found (README, "Conflicts", limits): a user's transaction
 // writing one document twice, relayed around a ring; `_id`s equal in value but not in BSON type;
 // a link with no way back for its updates; an insert meeting a document its destination
-// inserted and deleted meanwhile, and an update one it changed and changed back; a document too large for a record to hold both versions; and
+// inserted and deleted meanwhile, and an update one it changed and changed back; in a mesh, a
+// delete that reaches a server before the insert it was made after, or at the same moment; a
+// document too large for a record to hold both versions; and
 // a restart replaying writes the destination already holds (which must not read
 // the destination's oplog once per write), or that a user deleted there since.
 //
@@ -295,6 +297,44 @@ test("a mesh of three: B deletes what C inserted, and the delete reaches A befor
     await client(C).db('admin').command({ configureFailPoint: 'failCommand', mode: 'off' });
   }
   await appliedUpTo(A, C, newestOnC);
+  await stopRun();
+  assert.equal(await collection(A, MESH_DELETED).countDocuments({ _id: id as never }), 0, "A does not hold C's insert, which B's later delete removed");
+  await replicate(MESH_DELETED, SERVERS);
+  for (const s of SERVERS) assert.equal(await collection(s, MESH_DELETED).countDocuments({ _id: id as never }), 0, `${s} holds none`);
+  // B had C's insert when it deleted it: nothing was concurrent, nothing lost.
+  assert.deepEqual(shownRecords(await recordsByServer(MESH_DELETED)), []);
+});
+
+test("a mesh of three: B's delete of what C inserted, and C's insert, applied on A at once (A's commits held): gone from all three", async () => {
+  await prepare(async () => undefined);
+  const id = 'deleted as it arrived';
+  // Each commit on A is held 3 s (a fail point): A's loop from C applies C's insert and waits to
+  // commit; meanwhile B receives the insert, deletes it, and A's loop from B applies the delete.
+  // Each meets no document, neither can see what the other writes, and both commit, unless
+  // they meet on something both write; then A would keep C's insert.
+  const hold = (on: boolean) =>
+    client(A)
+      .db('admin')
+      .command(
+        on
+          ? { configureFailPoint: 'failCommand', mode: 'alwaysOn', data: { failCommands: ['commitTransaction'], blockConnection: true, blockTimeMS: 3000 } }
+          : { configureFailPoint: 'failCommand', mode: 'off' },
+      );
+  // A's loops from B and C running first (a loop's start waits for transactions open on its
+  // servers): a write from each has reached A.
+  startRun();
+  for (const s of [B, C]) await collection(s, MESH_DELETED).insertOne({ _id: `started from ${s}` as never });
+  await eventually("A holds B's and C's first writes", async () => (await collection(A, MESH_DELETED).countDocuments({ _id: { $in: [`started from ${B}`, `started from ${C}`] } } as never)) === 2);
+  await hold(true);
+  try {
+    const inserted = await write(C, MESH_DELETED, id, (c) => c.insertOne({ _id: id as never, from: 'c' }));
+    await eventually('B holds C\'s insert', async () => (await collection(B, MESH_DELETED).countDocuments({ _id: id as never })) === 1);
+    const deleted = await write(B, MESH_DELETED, id, (c) => c.deleteOne({ _id: id as never }));
+    await appliedUpTo(A, C, inserted.version.ts!);
+    await appliedUpTo(A, B, deleted.version.ts!);
+  } finally {
+    await hold(false);
+  }
   await stopRun();
   assert.equal(await collection(A, MESH_DELETED).countDocuments({ _id: id as never }), 0, "A does not hold C's insert, which B's later delete removed");
   await replicate(MESH_DELETED, SERVERS);

@@ -338,7 +338,9 @@ async function oneTransaction(
           await conflictsCollection(client).insertMany(resolved.records, { session, maxTimeMS: options.maxTimeMS });
           stats.conflicts = resolved.records.length;
         }
-        if (resolved && resolved.tombstones.length > 0) await writeTombstones(client, session, resolved.tombstones, options.maxTimeMS);
+        if (resolved && (resolved.tombstones.length > 0 || resolved.guards.length > 0)) {
+          await writeTombstones(client, session, resolved.tombstones, resolved.guards, options.maxTimeMS);
+        }
       },
       { writeConcern: options.writeConcern, maxCommitTimeMS: options.maxTimeMS },
     );

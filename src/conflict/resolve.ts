@@ -36,7 +36,7 @@ import { lastVersion, madeByMmm } from './last-write.ts';
 import { DestinationHistory } from './history.ts';
 import type { EarlierState } from './preimages.ts';
 import { conflictRecord, type ConflictRecord } from './record.ts';
-import { readTombstones, type Tombstone } from './tombstones.ts';
+import { readTombstones, type Guard, type Tombstone } from './tombstones.ts';
 import { beats, parseTag, sameVersion, type ConflictPolicy, type Version } from './version.ts';
 
 /** What a write is checked against, planned when it is read. */
@@ -64,6 +64,8 @@ export interface Resolution {
   unreadHistory: number;
   /** Deletes that met no document, to keep in `mmm.tombstones` (./tombstones.ts). */
   tombstones: Tombstone[];
+  /** Documents written where none was, whose tombstone key the transaction also writes, so that a delete kept concurrently conflicts with it (./tombstones.ts). */
+  guards: Guard[];
 }
 
 export interface ResolverOptions {
@@ -99,7 +101,7 @@ export class ConflictResolver {
   constructor(private readonly options: ResolverOptions) {}
 
   async resolve(client: MongoClient, session: ClientSession, writes: readonly DestinationWrite[], maxTimeMS: number): Promise<Resolution> {
-    const out: Resolution = { writes: [], from: [], records: [], unchecked: 0, rejected: 0, slowScans: 0, unreadHistory: 0, tombstones: [] };
+    const out: Resolution = { writes: [], from: [], records: [], unchecked: 0, rejected: 0, slowScans: 0, unreadHistory: 0, tombstones: [], guards: [] };
     const states = await this.read(client, session, writes, maxTimeMS, (n) => (out.unreadHistory += n));
     for (const [index, w] of writes.entries()) {
       const keep = (write: DestinationWrite) => {
@@ -123,7 +125,10 @@ export class ConflictResolver {
       }
       if (state.kind === 'written' || (untouched(state, w) && matches(state.doc, check.base, w))) {
         keep(w);
-        if (state.kind === 'read' && state.doc === null && w.kind === 'delete') this.keepTombstone(out, w, check.version, state.tombstone);
+        if (state.kind === 'read' && state.doc === null) {
+          if (w.kind === 'delete') this.keepTombstone(out, w, check.version, state.tombstone);
+          else this.guard(out, w);
+        }
         states.set(key, { kind: 'written' });
         continue;
       }
@@ -146,6 +151,7 @@ export class ConflictResolver {
       }
       const winner = postImage(w, check);
       keep(winner.write);
+      if (state.doc === null && w.kind !== 'delete') this.guard(out, w);
       states.set(key, { kind: 'written' });
       // A document the destination never had (none in its oplog either) is no version lost.
       const lostNothing = current === null && theirs.ts === null;
@@ -170,6 +176,11 @@ export class ConflictResolver {
     if (!this.options.manySources?.has(w.ns)) return;
     if (kept && !beats(version, kept, LAST_WRITER)) return;
     out.tombstones.push({ ns: w.ns, id: w.id, tag: w.tag });
+  }
+
+  /** A document written where none was, where its namespace has several sources: its tombstone key is written too. */
+  private guard(out: Resolution, w: DestinationWrite): void {
+    if (this.options.manySources?.has(w.ns)) out.guards.push({ ns: w.ns, id: w.id });
   }
 
   /** Says, once the transaction has committed, what it decided that a reader of the log should know. */

@@ -12,11 +12,16 @@
 //
 // One document per document deleted: `_id: {ns, id}`, the delete's tag and when it was kept.
 // They go after TOMBSTONE_SECONDS (a TTL index): a write that reaches the destination later
-// still than that, by another path, than the delete made after it, is not caught. Nor is one
-// applied at the same moment as the delete, by another loop into the same server: the two
-// transactions write nothing in common, so neither waits for the other, and neither sees what
-// the other writes (the seeded mesh test of test/conflicts.test.ts, whose commits are held a
-// second, meets this with some seeds).
+// still than that, by another path, than the delete made after it, is not caught.
+//
+// Nor would a write applied at the same moment as the delete, by another loop into the same
+// server, be caught by reading alone: neither transaction sees what the other writes, and a
+// delete that meets nothing writes no document, so nothing would make either wait (the seeded
+// mesh test of test/conflicts.test.ts, whose commits are held a second, met this with seed
+// 1332528018). So a write that meets no document, in such a namespace, also writes its
+// tombstone's key and removes it again (a guard): two transactions writing one key conflict,
+// the server aborts one, and it runs again on what the other committed. An obsolete tombstone
+// that the write beat goes with it: the document's tag is the later version now.
 
 import type { ClientSession, Document, MongoClient } from 'mongodb';
 import { MMM_DATABASE, TOMBSTONES_COLLECTION } from '../replicate/tag.ts';
@@ -29,6 +34,12 @@ export interface Tombstone {
   id: unknown;
   /** The delete's version, as its tag names it. */
   tag: string;
+}
+
+/** A document written where none was: its tombstone's key, written and removed in the same transaction. */
+export interface Guard {
+  ns: string;
+  id: unknown;
 }
 
 interface TombstoneDocument {
@@ -59,11 +70,31 @@ export async function readTombstones(
   return found.map((t) => ({ id: t._id.id, tag: String(t.tag) }));
 }
 
-/** Keeps `deletes` in `session`'s transaction, each in place of any kept before for its document. */
-export async function writeTombstones(client: MongoClient, session: ClientSession, deletes: readonly Tombstone[], maxTimeMS: number): Promise<void> {
+/**
+ * Keeps `deletes` in `session`'s transaction, each in place of any kept before for its
+ * document, and writes and removes the key of each of `guards`. In two commands: the upserts,
+ * then the removals.
+ */
+export async function writeTombstones(
+  client: MongoClient,
+  session: ClientSession,
+  deletes: readonly Tombstone[],
+  guards: readonly Guard[],
+  maxTimeMS: number,
+): Promise<void> {
   const at = new Date();
+  const keep = (key: { ns: string; id: unknown }, tag: string) => ({
+    replaceOne: { filter: { _id: { ns: key.ns, id: key.id } }, replacement: { _id: { ns: key.ns, id: key.id }, tag, at }, upsert: true },
+  });
   await tombstones(client).bulkWrite(
-    deletes.map((t) => ({ replaceOne: { filter: { _id: { ns: t.ns, id: t.id } }, replacement: { _id: { ns: t.ns, id: t.id }, tag: t.tag, at }, upsert: true } })),
+    [
+      ...deletes.map((t) => keep(t, t.tag)),
+      ...guards.map((g) => keep(g, GUARD_TAG)),
+      ...guards.map((g) => ({ deleteOne: { filter: { _id: { ns: g.ns, id: g.id } } } })),
+    ],
     { session, maxTimeMS, ordered: true },
   );
 }
+
+/** What a guard's key holds for the moment it is there: no version (parseTag reads none in it), never committed. */
+const GUARD_TAG = 'guard';
