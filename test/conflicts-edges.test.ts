@@ -276,6 +276,41 @@ test('an insert on A, and on B a later insert and delete of that _id: gone from 
   );
 });
 
+test("on B a $set, a delete and an insert of one document, then on A a later delete of it: gone from both, B keeping its insert", async () => {
+  const apart = 'deleted on both';
+  const together = 'deleted on both, B in one transaction';
+  await prepare(() => collection(A, DELETED).insertMany([{ _id: apart as never }, { _id: together as never }]));
+  // B's three writes reach A after A's delete: the $set loses to it, the delete meets nothing,
+  // and the insert, older than A's delete, must lose to it too. Written apart, then in one
+  // transaction of B's, which A applies in one batch (a $set that lost, then the rest).
+  const onB = new Map<string, Written>();
+  await write(B, DELETED, apart, (c) => c.updateOne({ _id: apart as never }, { $set: { own_b: 1 } }));
+  await write(B, DELETED, apart, (c) => c.deleteOne({ _id: apart as never }));
+  onB.set(apart, await write(B, DELETED, apart, (c) => c.insertOne({ _id: apart as never, from: 'b' })));
+  const inOneTransaction = async (c: Collection<Document>) => {
+    const session = client(B).startSession();
+    try {
+      await session.withTransaction(async () => {
+        await c.updateOne({ _id: together as never }, { $set: { own_b: 1 } }, { session });
+        await c.deleteOne({ _id: together as never }, { session });
+        await c.insertOne({ _id: together as never, from: 'b' }, { session });
+      });
+    } finally {
+      await session.endSession();
+    }
+  };
+  onB.set(together, await write(B, DELETED, together, inOneTransaction));
+  await nextSecondAfter(onB.get(together)!.version.ts);
+  const onA = new Map<string, Written>();
+  for (const id of [apart, together]) onA.set(id, await write(A, DELETED, id, (c) => c.deleteOne({ _id: id as never })));
+  await replicate(DELETED, [A, B]);
+  for (const id of [apart, together]) {
+    for (const s of [A, B]) assert.equal(await collection(s, DELETED).countDocuments({ _id: id as never }), 0, `${s} holds no '${id}'`);
+    const records = [...(await recordsByServer(DELETED))].flatMap(([s, rs]) => rs.filter((r) => r.id === id).map((r) => ({ s, won: showVersion(r.won), lost: showVersion(r.lost) })));
+    assert.deepEqual(records, [{ s: B, won: showVersion(onA.get(id)!.version), lost: showVersion(onB.get(id)!.version) }], id);
+  }
+});
+
 test("a mesh of three: B deletes what C inserted, and the delete reaches A before the insert (C away meanwhile): gone from all three, no conflict", async () => {
   await prepare(async () => undefined);
   const id = 'deleted before it arrived';

@@ -126,8 +126,16 @@ export class ConflictResolver {
       if (state.kind === 'written' || (untouched(state, w) && matches(state.doc, check.base, w))) {
         keep(w);
         if (state.kind === 'read' && state.doc === null) {
-          if (w.kind === 'delete') this.keepTombstone(out, w, check.version, state.tombstone);
-          else this.guard(out, w);
+          if (w.kind === 'delete') {
+            this.keepTombstone(out, w, check.version, state.tombstone);
+            // Gone on both; but a version of the destination's that the source had not seen (one
+            // a write before lost to, a write of its own since, a delete kept) still stands
+            // against the source's next write, as it would in a batch of its own.
+            if (state.version || state.touched || state.tombstone) {
+              states.set(key, state.tombstone ? { ...state, tombstone: later(state.tombstone, check.version) } : state);
+              continue;
+            }
+          } else this.guard(out, w);
         }
         states.set(key, { kind: 'written' });
         continue;
@@ -455,11 +463,12 @@ async function usersWrote(earlier: readonly EarlierState[], doc: Buffer | null, 
 }
 
 /**
- * Whether the destination made no write of its own on the document since `w` was made, and
- * keeps no delete of it (a delete meeting none ends as its source does, whoever deleted it here).
+ * Whether the destination made no write of its own on the document since `w` was made, keeps
+ * no delete of it, and holds no version a write of the source's lost to (a delete meeting none
+ * ends as its source does, whoever deleted it here).
  */
 function untouched(state: State & { kind: 'read' }, w: DestinationWrite): boolean {
-  return (!state.touched && !state.tombstone) || (w.kind === 'delete' && state.doc === null);
+  return (!state.touched && !state.tombstone && !state.version) || (w.kind === 'delete' && state.doc === null);
 }
 
 /** Versions are ordered by time, then server id: the later of a kept delete (if any) and the oplog's version. */
