@@ -11,13 +11,15 @@
 // first), so a read of the newest state may see a write and miss one before it that is still to
 // commit, and a read that starts after the later one would miss it for good. The kept
 // pre-images are therefore read with read concern "snapshot": majority-committed data at one
-// time, before which nothing is left to commit. Not quite up to that time: a transaction over
-// 16 MB is logged as several entries, its pre-images show only once all are majority-committed,
-// and a snapshot can fall between them. Its times are taken as one block within one second, so
-// only what came before the snapshot's second is kept, and the next read starts there. What
-// came after, each partition reads itself, after its documents, as before.
+// time, before which nothing is left to commit. One exception: a transaction over 16 MB is
+// logged as several entries, its pre-images show only once all are majority-committed, and a
+// snapshot can fall between them. Its times are taken as one block within one second. So after
+// each snapshot the oplog is looked through (each entry once) for a partial entry of such a
+// transaction on the collection, in the snapshot's second: where there is one, only what came
+// before that second is kept, and the next read starts there; where there is none, all that the
+// snapshot shows. What came after, each partition reads itself, after its documents.
 
-import type { Binary, MongoClient } from 'mongodb';
+import type { Binary, Document, MongoClient } from 'mongodb';
 import { Timestamp } from 'mongodb';
 import { MAX_TIME_MS_EXPIRED, serverErrorCode } from '../apply/transient.ts';
 import { collectionUuid, uuidKey, writtenAfter, writtenIn, type EarlierState } from './preimages.ts';
@@ -42,6 +44,8 @@ export class DestinationHistory {
   private kept: Kept | undefined;
   /** The read of new pre-images in flight: partitions of one batch wait on one read. */
   private reading: Promise<boolean> | undefined;
+  /** How far the oplog was looked through for partial entries on the collection (settledUpTo), under its UUID; the last found. */
+  private looked: { uuid: string; upTo: Timestamp; partial: Timestamp | undefined } | undefined;
 
   constructor(
     private readonly ns: string,
@@ -99,9 +103,10 @@ export class DestinationHistory {
     // One more than is kept at most: then they are too many, and none is.
     const read = await writtenAfter(client, nsUUID, start, this.mostKept + 1, maxTimeMS);
     if (read === undefined) return false;
+    // Up to what the snapshot shows whole (above): later ones are read again after it.
+    const safe = await this.settledUpTo(client, nsUUID, uuid, read.readAt, maxTimeMS);
+    if (safe === undefined) return false;
     if (!kept) kept = { nsUUID, uuid, from: start, readAt: start, byDocument: new Map(), size: 0 };
-    // Up to the start of the snapshot's second (above): later ones are read again after it.
-    const safe = new Timestamp({ t: read.readAt.t, i: 0 });
     for (const state of read.states) {
       if (state.ts.greaterThan(safe)) break;
       const key = this.keyOf(state.id);
@@ -121,6 +126,35 @@ export class DestinationHistory {
     }
     this.kept = kept;
     return true;
+  }
+
+  /**
+   * Up to when a snapshot read at `readAt` showed every pre-image of the collection: `readAt`,
+   * unless the oplog holds, in that second and at or before `readAt`, a partial entry of a
+   * transaction writing the collection (one over 16 MB, whose other entries may come after
+   * `readAt` and whose pre-images show only with them): then the start of the second.
+   * Undefined: the oplog could not be read within `maxTimeMS`.
+   */
+  private async settledUpTo(client: MongoClient, nsUUID: Binary, uuid: string, readAt: Timestamp, maxTimeMS: number): Promise<Timestamp | undefined> {
+    const second = new Timestamp({ t: readAt.t, i: 0 });
+    let looked = this.looked?.uuid === uuid ? this.looked : undefined;
+    // Every entry up to `readAt` is committed (majority-committed, even): one look at each is enough.
+    if (!looked || looked.upTo.lessThan(readAt)) {
+      const ts: Document = !looked || looked.upTo.lessThan(second) ? { $gte: second, $lte: readAt } : { $gt: looked.upTo, $lte: readAt };
+      let found: Document | null;
+      try {
+        found = await client
+          .db('local')
+          .collection('oplog.rs')
+          .findOne({ ts, 'o.partialTxn': true, 'o.applyOps.ui': nsUUID }, { projection: { ts: 1 }, maxTimeMS });
+      } catch (err) {
+        if (serverErrorCode(err) === MAX_TIME_MS_EXPIRED) return undefined;
+        throw err;
+      }
+      looked = { uuid, upTo: readAt, partial: (found?.ts as Timestamp | undefined) ?? looked?.partial };
+      this.looked = looked;
+    }
+    return looked.partial?.t === readAt.t ? second : readAt;
   }
 }
 
